@@ -32,14 +32,14 @@ func (a Access) String() string {
 // ClientInfo is what the broker knows of a connecting or connected client.
 // It is immutable once the client is connected.
 type ClientInfo struct {
-	ClientID     string
-	Username     string
-	HasUsername  bool
-	Password     []byte // only set during authentication; cleared afterwards
-	HasPassword  bool
-	RemoteAddr   net.Addr // the client's real address (after the PROXY header)
-	Listener     string   // the listener's name, e.g. "1883" or "8883 0.0.0.0"
-	PeerCerts    []*x509.Certificate
+	ClientID        string
+	Username        string
+	HasUsername     bool
+	Password        []byte // only set during authentication; cleared afterwards
+	HasPassword     bool
+	RemoteAddr      net.Addr // the client's real address (after the PROXY header)
+	Listener        string   // the listener's name, e.g. "1883" or "8883 0.0.0.0"
+	PeerCerts       []*x509.Certificate
 	ProtocolVersion byte
 }
 

@@ -80,33 +80,33 @@ type UserProperty struct {
 // packet may carry is checked by Decode; AppendTo writes what is set and
 // reports a property that the packet type may not carry as an error.
 type Properties struct {
-	PayloadFormat          *byte   // 0x01
-	MessageExpiry          *uint32 // 0x02, seconds
-	ContentType            string  // 0x03
-	ResponseTopic          string  // 0x08
-	CorrelationData        []byte  // 0x09
-	SubscriptionIDs        []int   // 0x0B, variable byte integers, may repeat in PUBLISH
-	SessionExpiry          *uint32 // 0x11, seconds
-	AssignedClientID       string  // 0x12
-	ServerKeepAlive        *uint16 // 0x13, seconds
-	AuthMethod             string  // 0x15
-	AuthData               []byte  // 0x16
-	RequestProblemInfo     *byte   // 0x17
-	WillDelay              *uint32 // 0x18, seconds
-	RequestResponseInfo    *byte   // 0x19
-	ResponseInfo           string  // 0x1A
-	ServerReference        string  // 0x1C
-	ReasonString           string  // 0x1F
-	ReceiveMaximum         *uint16 // 0x21
-	TopicAliasMaximum      *uint16 // 0x22
-	TopicAlias             *uint16 // 0x23
-	MaximumQoS             *byte   // 0x24
-	RetainAvailable        *byte   // 0x25
-	User                   []UserProperty
-	MaximumPacketSize      *uint32 // 0x27
-	WildcardSubAvailable   *byte   // 0x28
-	SubIDAvailable         *byte   // 0x29
-	SharedSubAvailable     *byte   // 0x2A
+	PayloadFormat        *byte   // 0x01
+	MessageExpiry        *uint32 // 0x02, seconds
+	ContentType          string  // 0x03
+	ResponseTopic        string  // 0x08
+	CorrelationData      []byte  // 0x09
+	SubscriptionIDs      []int   // 0x0B, variable byte integers, may repeat in PUBLISH
+	SessionExpiry        *uint32 // 0x11, seconds
+	AssignedClientID     string  // 0x12
+	ServerKeepAlive      *uint16 // 0x13, seconds
+	AuthMethod           string  // 0x15
+	AuthData             []byte  // 0x16
+	RequestProblemInfo   *byte   // 0x17
+	WillDelay            *uint32 // 0x18, seconds
+	RequestResponseInfo  *byte   // 0x19
+	ResponseInfo         string  // 0x1A
+	ServerReference      string  // 0x1C
+	ReasonString         string  // 0x1F
+	ReceiveMaximum       *uint16 // 0x21
+	TopicAliasMaximum    *uint16 // 0x22
+	TopicAlias           *uint16 // 0x23
+	MaximumQoS           *byte   // 0x24
+	RetainAvailable      *byte   // 0x25
+	User                 []UserProperty
+	MaximumPacketSize    *uint32 // 0x27
+	WildcardSubAvailable *byte   // 0x28
+	SubIDAvailable       *byte   // 0x29
+	SharedSubAvailable   *byte   // 0x2A
 }
 
 // Will is the will message carried in CONNECT.
