@@ -1,0 +1,174 @@
+package session
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+var t0 = time.Unix(1_700_000_000, 0)
+
+func msg(payload string) *Message {
+	return &Message{Topic: "t", Payload: []byte(payload), Size: len(payload)}
+}
+
+func TestOfferOnlineWithinWindowSendsAtOnce(t *testing.T) {
+	s := New("c", Limits{MaxInflight: 2})
+	for i, want := range []bool{true, true, false} {
+		d := &Delivery{Msg: msg("x"), QoS: 1}
+		got, err := s.Offer(d, true, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (got != nil) != want {
+			t.Fatalf("offer %d: sent=%v, want %v", i, got != nil, want)
+		}
+		if got != nil && (got.PacketID == 0 || got.State != AwaitPuback) {
+			t.Fatalf("offer %d: %+v", i, got)
+		}
+	}
+	if s.InflightLen() != 2 || s.QueueLen() != 1 {
+		t.Fatalf("inflight %d queue %d", s.InflightLen(), s.QueueLen())
+	}
+}
+
+func TestAckRefillsWindowInOrder(t *testing.T) {
+	s := New("c", Limits{MaxInflight: 1})
+	first, _ := s.Offer(&Delivery{Msg: msg("1"), QoS: 1}, true, t0)
+	for _, p := range []string{"2", "3"} {
+		if d, _ := s.Offer(&Delivery{Msg: msg(p), QoS: 1}, true, t0); d != nil {
+			t.Fatal("window of 1 exceeded")
+		}
+	}
+	if err := s.Puback(first.PacketID); err != nil {
+		t.Fatal(err)
+	}
+	next := s.Next(nil, t0)
+	if len(next) != 1 || string(next[0].Msg.Payload) != "2" {
+		t.Fatalf("got %v", next)
+	}
+	if len(s.Next(nil, t0)) != 0 {
+		t.Fatal("window overrun")
+	}
+}
+
+func TestQoS2StateMachine(t *testing.T) {
+	s := New("c", Limits{})
+	d, _ := s.Offer(&Delivery{Msg: msg("x"), QoS: 2}, true, t0)
+	if err := s.Pubcomp(d.PacketID); !errors.Is(err, ErrWrongState) {
+		t.Fatalf("PUBCOMP before PUBREC: %v", err)
+	}
+	if rel, err := s.Pubrec(d.PacketID, false); !rel || err != nil {
+		t.Fatalf("pubrec: %v %v", rel, err)
+	}
+	if rel, err := s.Pubrec(d.PacketID, false); !rel || err != nil {
+		t.Fatalf("repeated pubrec must release again: %v %v", rel, err)
+	}
+	if err := s.Puback(d.PacketID); !errors.Is(err, ErrWrongState) {
+		t.Fatalf("PUBACK on QoS 2: %v", err)
+	}
+	if err := s.Pubcomp(d.PacketID); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Pubcomp(d.PacketID); !errors.Is(err, ErrUnknownPacket) {
+		t.Fatalf("second PUBCOMP: %v", err)
+	}
+}
+
+func TestPubrecFailureEndsDelivery(t *testing.T) {
+	s := New("c", Limits{})
+	d, _ := s.Offer(&Delivery{Msg: msg("x"), QoS: 2}, true, t0)
+	if rel, err := s.Pubrec(d.PacketID, true); rel || err != nil {
+		t.Fatalf("got %v %v", rel, err)
+	}
+	if s.InflightLen() != 0 {
+		t.Fatal("delivery still inflight")
+	}
+}
+
+func TestQueueLimits(t *testing.T) {
+	cases := []struct {
+		name    string
+		limits  Limits
+		offers  int
+		queued  int
+		dropped uint64
+	}{
+		{"by count", Limits{MaxQueued: 3}, 5, 3, 2},
+		{"by bytes", Limits{MaxQueuedBytes: 10}, 5, 2, 3},
+		{"unlimited", Limits{}, 50, 50, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := New("c", c.limits)
+			for range c.offers {
+				s.Offer(&Delivery{Msg: msg("12345"), QoS: 1}, false, t0)
+			}
+			if s.QueueLen() != c.queued || s.Dropped != c.dropped {
+				t.Fatalf("queued %d dropped %d", s.QueueLen(), s.Dropped)
+			}
+		})
+	}
+}
+
+func TestQoS0OfflineQueuedOnlyWhenAsked(t *testing.T) {
+	s := New("c", Limits{})
+	s.Offer(&Delivery{Msg: msg("x")}, false, t0)
+	if s.QueueLen() != 0 {
+		t.Fatal("QoS 0 queued offline")
+	}
+	s.Limits.QueueQoS0 = true
+	s.Offer(&Delivery{Msg: msg("x")}, false, t0)
+	if s.QueueLen() != 1 {
+		t.Fatal("QoS 0 not queued with QueueQoS0")
+	}
+	s.DropQoS0()
+	if s.QueueLen() != 0 || s.QueuedBytes() != 0 {
+		t.Fatal("DropQoS0 left something")
+	}
+}
+
+func TestExpiredMessagesAreNotSent(t *testing.T) {
+	s := New("c", Limits{})
+	m := msg("x")
+	m.ExpiresAt = t0.Add(time.Second)
+	s.Offer(&Delivery{Msg: m, QoS: 1}, false, t0)
+	if got := s.Next(nil, t0.Add(2*time.Second)); len(got) != 0 || s.Expired != 1 {
+		t.Fatalf("sent %d expired %d", len(got), s.Expired)
+	}
+	if rem, ok := m.RemainingExpiry(t0.Add(300 * time.Millisecond)); !ok || rem != 1 {
+		t.Fatalf("remaining %d %v", rem, ok)
+	}
+}
+
+func TestInflightKeepsSendOrderAndIDsWrap(t *testing.T) {
+	s := New("c", Limits{})
+	s.nextID = 65534
+	var ids []uint16
+	for range 3 {
+		d, _ := s.Offer(&Delivery{Msg: msg("x"), QoS: 1}, true, t0)
+		ids = append(ids, d.PacketID)
+	}
+	if ids[0] != 65535 || ids[1] != 1 || ids[2] != 2 {
+		t.Fatalf("ids %v", ids)
+	}
+	got := s.Inflight(nil)
+	for i, d := range got {
+		if d.PacketID != ids[i] {
+			t.Fatalf("order %v", got)
+		}
+	}
+}
+
+func TestIncomingQoS2(t *testing.T) {
+	s := New("c", Limits{})
+	if !s.ReceiveQoS2(5) || s.ReceiveQoS2(5) {
+		t.Fatal("duplicate not detected")
+	}
+	if s.IncomingQoS2() != 1 || !s.Pubrel(5) || s.Pubrel(5) {
+		t.Fatal("pubrel bookkeeping")
+	}
+	if !s.ReceiveQoS2(5) {
+		t.Fatal("id reusable after PUBREL")
+	}
+}
