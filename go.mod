@@ -15,4 +15,6 @@ require (
 require (
 	github.com/gorilla/websocket v1.5.3 // indirect
 	golang.org/x/net v0.62.0 // indirect
+	golang.org/x/sys v0.50.0 // indirect
+	golang.org/x/term v0.48.0 // indirect
 )

@@ -1,0 +1,304 @@
+package main
+
+import (
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/starlingmq/starling/internal/auth/file"
+	"github.com/starlingmq/starling/internal/broker"
+	"github.com/starlingmq/starling/internal/config"
+	"github.com/starlingmq/starling/internal/listener"
+)
+
+// portList collects repeated -p flags.
+type portList []int
+
+func (p *portList) String() string { return fmt.Sprint(*p) }
+func (p *portList) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("invalid port %q", s)
+	}
+	*p = append(*p, n)
+	return nil
+}
+
+func serveCmd(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("starling", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("c", "", "configuration `file` (Mosquitto syntax)")
+	var ports portList
+	fs.Var(&ports, "p", "listen on `port` instead of 1883 (repeatable)")
+	verbose := fs.Bool("v", false, "verbose: log at debug level")
+	daemon := fs.Bool("d", false, "run in the background (not supported: use your service manager)")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	}
+	if *daemon {
+		return usageError{"-d is not supported: run starling under systemd or another service manager"}
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	if len(ports) > 0 {
+		cfg.SetDefaultPort(ports[0])
+		var extra []config.Listener
+		for _, p := range ports[1:] {
+			for _, l := range cfg.Listeners {
+				if l.Default {
+					l.Port, l.Default = p, false
+					extra = append(extra, l)
+				}
+			}
+		}
+		cfg.Listeners = append(cfg.Listeners, extra...)
+	}
+	if *verbose {
+		cfg.LogLevel = slog.LevelDebug
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	s, err := newServer(cfg, *cfgPath, stderr)
+	if err != nil {
+		return err
+	}
+	return s.run()
+}
+
+func loadConfig(path string) (*config.Config, error) {
+	if path == "" {
+		return config.Default(), nil
+	}
+	return config.Load(path)
+}
+
+// server wires a Config to a broker and its listeners.
+type server struct {
+	cfgPath string
+	level   *slog.LevelVar
+	log     *slog.Logger
+	b       *broker.Broker
+	lns     []*listener.Listener
+	auths   []*file.Auth
+	tlsCfgs []*reloadableTLS
+}
+
+// reloadableTLS serves the TLS configuration of a listener, which SIGHUP
+// reloads from its files.
+type reloadableTLS struct {
+	opts listener.TLSOptions
+	cur  atomic.Pointer[tls.Config]
+}
+
+func (r *reloadableTLS) load() error {
+	c, err := listener.TLSConfig(r.opts)
+	if err != nil {
+		return err
+	}
+	r.cur.Store(c)
+	return nil
+}
+
+func (r *reloadableTLS) config() *tls.Config {
+	base := r.cur.Load().Clone()
+	return &tls.Config{
+		MinVersion: base.MinVersion,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			return r.cur.Load(), nil
+		},
+	}
+}
+
+func brokerOptions(cfg *config.Config, log *slog.Logger) broker.Options {
+	o := broker.Options{
+		MaxPacketSize:              int(cfg.MaxPacketSize),
+		MessageSizeLimit:           int(cfg.MessageSizeLimit),
+		MaxInflight:                cfg.MaxInflightMessages,
+		MaxQueued:                  cfg.MaxQueuedMessages,
+		MaxQueuedBytes:             int(cfg.MaxQueuedBytes),
+		QueueQoS0:                  cfg.QueueQoS0Messages,
+		MaxKeepAlive:               uint16(min(cfg.MaxKeepAlive/time.Second, 65535)),
+		RetainAvailable:            cfg.RetainAvailable,
+		AllowZeroLengthClientID:    cfg.AllowZeroLengthClientID,
+		AutoIDPrefix:               cfg.AutoIDPrefix,
+		PersistentClientExpiration: cfg.PersistentClientExpiration,
+		SysInterval:                cfg.SysInterval,
+		OutgoingTopicAliases:       cfg.OutgoingTopicAliases,
+		TopicAliasMaximum:          10,
+		UpgradeOutgoingQoS:         cfg.UpgradeOutgoingQoS,
+		Version:                    version,
+		Logger:                     log,
+	}
+	for _, l := range cfg.Listeners {
+		if l.MaxTopicAlias >= 0 && l.MaxTopicAlias <= 65535 {
+			o.TopicAliasMaximum = uint16(l.MaxTopicAlias)
+			break
+		}
+	}
+	return o
+}
+
+func newServer(cfg *config.Config, cfgPath string, stderr io.Writer) (*server, error) {
+	level := new(slog.LevelVar)
+	level.Set(cfg.LogLevel)
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	s := &server{cfgPath: cfgPath, level: level, log: log}
+	s.b = broker.New(brokerOptions(cfg, log))
+
+	var addrs []string
+	var errs []error
+	for i := range cfg.Listeners {
+		l := &cfg.Listeners[i]
+		ln, lo, err := s.openListener(cfg, l)
+		if err != nil {
+			// The local-only default tolerates a machine without IPv6.
+			if cfg.LocalOnly && l.Address == "::1" {
+				log.Warn("cannot listen on [::1], serving IPv4 only", "err", err)
+				continue
+			}
+			errs = append(errs, fmt.Errorf("listener %s: %w", l.Name(), err))
+			continue
+		}
+		s.lns = append(s.lns, ln)
+		addrs = append(addrs, l.Name()+" on "+ln.Addr().String())
+		_ = lo
+	}
+	if err := errors.Join(errs...); err != nil || len(s.lns) == 0 {
+		for _, ln := range s.lns {
+			ln.Close()
+		}
+		s.b.Close()
+		if err == nil {
+			err = errors.New("no listener could be opened")
+		}
+		return nil, err
+	}
+	mode := "with the access rules of the configuration"
+	if cfg.LocalOnly {
+		mode = "anonymous access from this machine only (Mosquitto 2's local-only default; use -c FILE to serve others)"
+	}
+	log.Info("starling "+version+" serving "+strings.Join(addrs, ", ")+"; "+mode,
+		"persistence", "in memory: sessions and retained messages are lost on restart")
+	for _, w := range cfg.Warnings {
+		log.Warn(w)
+	}
+	return s, nil
+}
+
+func (s *server) openListener(cfg *config.Config, l *config.Listener) (*listener.Listener, *broker.ListenerOptions, error) {
+	lc := listener.Config{
+		Address:       net.JoinHostPort(l.Address, strconv.Itoa(l.Port)),
+		WebSocket:     l.Protocol == config.ProtocolWebsockets,
+		ProxyProtocol: l.ProxyProtocol,
+		Logger:        s.log,
+	}
+	switch l.SocketDomain {
+	case "ipv4":
+		lc.Network = "tcp4"
+	case "ipv6":
+		lc.Network = "tcp6"
+	}
+	if l.TLS() {
+		rt := &reloadableTLS{opts: listener.TLSOptions{
+			CAFile: l.CAFile, CAPath: l.CAPath, CertFile: l.CertFile, KeyFile: l.KeyFile,
+			RequireCertificate: l.RequireCertificate, TLSVersion: l.TLSVersion, Ciphers: l.Ciphers,
+		}}
+		if err := rt.load(); err != nil {
+			return nil, nil, err
+		}
+		s.tlsCfgs = append(s.tlsCfgs, rt)
+		lc.TLS = rt.config()
+	}
+	anon, pwFile, aclFile := cfg.AuthFor(l)
+	a, err := file.New(file.Options{AllowAnonymous: anon, PasswordFile: pwFile, ACLFile: aclFile})
+	if err != nil {
+		return nil, nil, err
+	}
+	s.auths = append(s.auths, a)
+	lo := &broker.ListenerOptions{
+		Name:                  l.Name(),
+		Authenticator:         a,
+		MaxConnections:        l.MaxConnections,
+		UseIdentityAsUsername: l.UseIdentityAsUsername,
+		UseSubjectAsUsername:  l.UseSubjectAsUsername,
+		PeerCertificates:      listener.PeerCertificates,
+	}
+	if aclFile != "" {
+		lo.Authorizer = a
+	}
+	ln, err := listener.New(lc)
+	if err != nil {
+		return nil, nil, err
+	}
+	go s.b.Serve(ln, lo)
+	return ln, lo, nil
+}
+
+// run serves until SIGINT or SIGTERM; SIGHUP reloads what can be reloaded.
+func (s *server) run() error {
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	for sig := range sigs {
+		if sig == syscall.SIGHUP {
+			s.reload()
+			continue
+		}
+		s.log.Info("shutting down", "signal", sig.String())
+		break
+	}
+	var wg sync.WaitGroup
+	for _, ln := range s.lns {
+		wg.Go(func() { ln.Close() })
+	}
+	wg.Wait()
+	s.b.Close()
+	s.log.Info("stopped")
+	return nil
+}
+
+// reload re-reads the configuration file, the password and ACL files and
+// the TLS files. Listeners themselves are not changed.
+func (s *server) reload() {
+	s.log.Info("reloading on SIGHUP")
+	if s.cfgPath != "" {
+		cfg, err := config.Load(s.cfgPath)
+		if err == nil {
+			err = cfg.Validate()
+		}
+		if err != nil {
+			s.log.Error("configuration not reloaded", "err", err)
+		} else {
+			s.level.Set(cfg.LogLevel)
+			s.b.SetLimits(brokerOptions(cfg, s.log))
+		}
+	}
+	for _, a := range s.auths {
+		if err := a.Reload(); err != nil {
+			s.log.Error("password or ACL file not reloaded", "err", err)
+		}
+	}
+	for _, t := range s.tlsCfgs {
+		if err := t.load(); err != nil {
+			s.log.Error("TLS files not reloaded", "err", err)
+		}
+	}
+}

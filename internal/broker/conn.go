@@ -1,0 +1,838 @@
+package broker
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/starlingmq/starling/internal/packet"
+	"github.com/starlingmq/starling/internal/session"
+	"github.com/starlingmq/starling/internal/topic"
+)
+
+// conn is one client connection: a reader (run) and a writer goroutine.
+// Only the writer writes to nc.
+type conn struct {
+	b    *Broker
+	nc   net.Conn
+	lo   *ListenerOptions
+	br   *bufio.Reader
+	opts Options // snapshot at accept
+
+	// set during CONNECT, then read-only
+	version   packet.Version
+	info      *ClientInfo
+	s         *sess
+	keepAlive time.Duration
+	// limits announced by the client (MQTT 5)
+	maxOut          int    // client's maximum packet size, 0 = none
+	aliasMaxOut     uint16 // client's topic alias maximum
+	requestProbInfo bool
+
+	// reader-owned state
+	inAliases map[uint16]string
+	graceful  bool // normal DISCONNECT received: no will
+	sendWill  bool // DISCONNECT 0x04
+
+	outMu      sync.Mutex // guards the fields below
+	out        []byte
+	outAliases map[string]uint16
+	closing    bool
+	sentDisc   bool
+	aliasTmp   uint16
+	expiryTmp  uint32
+
+	wake    chan struct{}
+	cleaned chan struct{} // closed when the connection is fully cleaned up
+	wg      sync.WaitGroup
+	counted bool // counted in lo.conns
+}
+
+func newConn(b *Broker, nc net.Conn, lo *ListenerOptions) *conn {
+	c := &conn{
+		b:       b,
+		nc:      nc,
+		lo:      lo,
+		opts:    b.options(),
+		wake:    make(chan struct{}, 1),
+		cleaned: make(chan struct{}),
+	}
+	c.br = bufio.NewReaderSize(countingReader{nc, b}, 4096)
+	return c
+}
+
+type countingReader struct {
+	r io.Reader
+	b *Broker
+}
+
+func (r countingReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	r.b.stats.bytesRecv.Add(uint64(n))
+	return n, err
+}
+
+// errClose ends the read loop without a DISCONNECT from the server.
+var errClose = errors.New("connection closed")
+
+func (c *conn) run() {
+	c.b.stats.connsAccepted.Add(1)
+	c.wg.Add(1)
+	go c.writeLoop()
+	err := c.serve()
+	if c.s != nil {
+		c.detach(err)
+	}
+	c.shutdown()
+	c.wg.Wait()
+	c.nc.Close()
+	if c.counted {
+		c.lo.conns.Add(-1)
+	}
+	if c.s != nil {
+		c.b.stats.connected.Add(-1)
+	}
+	close(c.cleaned)
+}
+
+// serve reads CONNECT and then packets until the connection ends.
+func (c *conn) serve() error {
+	if err := c.handshake(); err != nil {
+		return err
+	}
+	for {
+		if c.keepAlive > 0 {
+			c.nc.SetReadDeadline(time.Now().Add(c.keepAlive * 3 / 2)) // [MQTT-3.1.2-24]
+		}
+		p, err := packet.ReadPacket(c.br, c.version, c.opts.MaxPacketSize)
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				c.kick(packet.KeepAliveTimeout)
+				return err
+			}
+			var rc packet.ReasonCode
+			if errors.As(err, &rc) {
+				c.kick(rc)
+			}
+			return err
+		}
+		c.b.stats.msgsRecv.Add(1)
+		if err := c.handle(p); err != nil {
+			var rc packet.ReasonCode
+			if errors.As(err, &rc) {
+				c.kick(rc)
+			}
+			return err
+		}
+	}
+}
+
+func (c *conn) handle(p packet.Packet) error {
+	switch p := p.(type) {
+	case *packet.Publish:
+		return c.handlePublish(p)
+	case *packet.Puback:
+		return c.ack(p.PacketID, func(st *session.Session) error { return st.Puback(p.PacketID) })
+	case *packet.Pubrec:
+		return c.handlePubrec(p)
+	case *packet.Pubrel:
+		c.s.mu.Lock()
+		known := c.s.st.Pubrel(p.PacketID)
+		c.s.mu.Unlock()
+		rc := packet.Success
+		if !known {
+			rc = packet.PacketIdentifierNotFound
+		}
+		c.send(&packet.Pubcomp{PacketID: p.PacketID, ReasonCode: rc})
+		return nil
+	case *packet.Pubcomp:
+		return c.ack(p.PacketID, func(st *session.Session) error { return st.Pubcomp(p.PacketID) })
+	case *packet.Subscribe:
+		return c.handleSubscribe(p)
+	case *packet.Unsubscribe:
+		return c.handleUnsubscribe(p)
+	case *packet.Pingreq:
+		c.send(&packet.Pingresp{})
+		return nil
+	case *packet.Disconnect:
+		return c.handleDisconnect(p)
+	case *packet.Connect:
+		return fmt.Errorf("second CONNECT: %w", packet.ProtocolError) // [MQTT-3.1.0-2]
+	case *packet.Auth:
+		return fmt.Errorf("re-authentication is not supported: %w", packet.ProtocolError)
+	default:
+		return fmt.Errorf("unexpected %v from a client: %w", p.Type(), packet.ProtocolError)
+	}
+}
+
+// ack applies an acknowledgement and refills the window.
+func (c *conn) ack(id uint16, f func(*session.Session) error) error {
+	s := c.s
+	s.mu.Lock()
+	err := f(s.st)
+	if err == nil {
+		s.pumpLocked(time.Now())
+	}
+	s.mu.Unlock()
+	if err != nil {
+		// an ack for an unknown id is ignored, as clients may repeat them
+		c.b.log.Debug("unexpected acknowledgement", "client_id", c.info.ClientID, "packet_id", id, "err", err)
+	}
+	return nil
+}
+
+func (c *conn) handlePubrec(p *packet.Pubrec) error {
+	s := c.s
+	s.mu.Lock()
+	release, err := s.st.Pubrec(p.PacketID, p.ReasonCode.IsError())
+	if !release {
+		s.pumpLocked(time.Now())
+	}
+	s.mu.Unlock()
+	switch {
+	case err != nil:
+		c.send(&packet.Pubrel{PacketID: p.PacketID, ReasonCode: packet.PacketIdentifierNotFound})
+	case release:
+		c.send(&packet.Pubrel{PacketID: p.PacketID})
+	}
+	return nil
+}
+
+func (c *conn) handleDisconnect(p *packet.Disconnect) error {
+	if c.version == packet.V5 && p.Properties.SessionExpiry != nil {
+		c.s.mu.Lock()
+		was := c.s.expiry
+		if was == 0 && *p.Properties.SessionExpiry != 0 {
+			c.s.mu.Unlock()
+			return fmt.Errorf("session expiry set on DISCONNECT after 0 on CONNECT: %w", packet.ProtocolError) // [MQTT-3.14.2-2]
+		}
+		c.s.expiry = *p.Properties.SessionExpiry
+		c.s.mu.Unlock()
+	}
+	if p.ReasonCode == packet.DisconnectWithWill {
+		c.sendWill = true
+	} else {
+		c.graceful = true // [MQTT-3.14.4-3] the will is discarded
+	}
+	return errClose
+}
+
+func (c *conn) handlePublish(p *packet.Publish) error {
+	c.b.stats.pubRecv.Add(1)
+	if c.version == packet.V5 && p.Properties.TopicAlias != nil {
+		a := *p.Properties.TopicAlias
+		if a == 0 || a > c.opts.TopicAliasMaximum {
+			return fmt.Errorf("topic alias %d: %w", a, packet.TopicAliasInvalid) // [MQTT-3.3.2-9/10]
+		}
+		if p.Topic == "" {
+			t, ok := c.inAliases[a]
+			if !ok {
+				return fmt.Errorf("unknown topic alias %d: %w", a, packet.ProtocolError)
+			}
+			p.Topic = t
+		} else {
+			if c.inAliases == nil {
+				c.inAliases = make(map[uint16]string)
+			}
+			c.inAliases[a] = p.Topic
+		}
+		p.Properties.TopicAlias = nil
+	}
+	if err := topic.ValidName(p.Topic); err != nil {
+		return fmt.Errorf("%v: %w", err, packet.TopicNameInvalid)
+	}
+	if p.Retain && !c.opts.RetainAvailable {
+		return fmt.Errorf("retain not available: %w", packet.RetainNotSupported) // [MQTT-3.3.1-13]
+	}
+	s := c.s
+	if p.QoS == 2 {
+		s.mu.Lock()
+		isNew := true
+		if s.st.IncomingQoS2() >= c.receiveMax() {
+			s.mu.Unlock()
+			return fmt.Errorf("more than %d QoS 2 messages awaiting PUBREL: %w", c.receiveMax(), packet.ReceiveMaximumExceeded)
+		}
+		isNew = s.st.ReceiveQoS2(p.PacketID)
+		s.mu.Unlock()
+		if !isNew {
+			c.send(&packet.Pubrec{PacketID: p.PacketID}) // [MQTT-4.3.3-9] no second delivery
+			return nil
+		}
+	}
+	rc := c.accept(p)
+	switch p.QoS {
+	case 1:
+		c.send(&packet.Puback{PacketID: p.PacketID, ReasonCode: rc})
+	case 2:
+		if rc.IsError() {
+			s.mu.Lock()
+			s.st.Pubrel(p.PacketID) // a refused QoS 2 message is not awaiting PUBREL [MQTT-4.3.3-?]
+			s.mu.Unlock()
+		}
+		c.send(&packet.Pubrec{PacketID: p.PacketID, ReasonCode: rc})
+	}
+	return nil
+}
+
+// accept authorizes and routes an incoming message, returning the reason
+// for its acknowledgement.
+func (c *conn) accept(p *packet.Publish) packet.ReasonCode {
+	if c.opts.MessageSizeLimit > 0 && len(p.Payload) > c.opts.MessageSizeLimit {
+		return packet.QuotaExceeded
+	}
+	if c.version == packet.V5 && p.Properties.PayloadFormat != nil && *p.Properties.PayloadFormat == 1 && !utf8.Valid(p.Payload) {
+		return packet.PayloadFormatInvalid
+	}
+	if len(p.Topic) >= 4 && p.Topic[:4] == "$SYS" {
+		return packet.NotAuthorized
+	}
+	if !authorize(context.Background(), c.lo.Authorizer, c.info, p.Topic, AccessWrite) {
+		return packet.NotAuthorized
+	}
+	now := time.Now()
+	msg := newMessage(p, c.info.ClientID, now)
+	if p.Retain {
+		c.b.retain(msg)
+	}
+	if c.b.route(msg, c.s, now) == 0 {
+		return packet.NoMatchingSubscribers
+	}
+	return packet.Success
+}
+
+func (c *conn) receiveMax() int {
+	if c.opts.MaxInflight <= 0 || c.opts.MaxInflight > 65535 {
+		return 65535
+	}
+	return c.opts.MaxInflight
+}
+
+func (c *conn) handleSubscribe(p *packet.Subscribe) error {
+	now := time.Now()
+	id := 0
+	if len(p.Properties.SubscriptionIDs) > 0 {
+		id = p.Properties.SubscriptionIDs[0]
+	}
+	codes := make([]packet.ReasonCode, len(p.Subscriptions))
+	type retainedFor struct {
+		sub *subscription
+	}
+	var want []retainedFor
+	s := c.s
+	for i, ps := range p.Subscriptions {
+		sub, rc := parseSubscription(ps, id)
+		if rc == packet.ProtocolError {
+			return fmt.Errorf("no local on a shared subscription: %w", rc)
+		}
+		if sub != nil && !authorize(context.Background(), c.lo.Authorizer, c.info, sub.filter, AccessSubscribe) {
+			sub, rc = nil, packet.NotAuthorized
+		}
+		codes[i] = rc
+		if sub == nil {
+			continue
+		}
+		s.mu.Lock()
+		if s.subs == nil {
+			s.subs = make(map[string]*subscription)
+		}
+		_, existed := s.subs[sub.filter]
+		s.subs[sub.filter] = sub
+		s.mu.Unlock()
+		c.b.addSubscription(s, sub)
+		if sub.group == "" && (sub.rh == 0 || (sub.rh == 1 && !existed)) { // [MQTT-3.3.1-9..11]
+			want = append(want, retainedFor{sub})
+		}
+	}
+	c.send(&packet.Suback{PacketID: p.PacketID, ReasonCodes: codes})
+	for _, w := range want {
+		var ids []int
+		if w.sub.subID > 0 {
+			ids = []int{w.sub.subID}
+		}
+		for _, m := range c.b.retainedFor(w.sub.inner, now) {
+			qos := min(m.QoS, w.sub.qos)
+			if c.opts.UpgradeOutgoingQoS {
+				qos = w.sub.qos
+			}
+			s.deliver(m, qos, true, ids, now) // [MQTT-3.3.1-8]
+		}
+	}
+	return nil
+}
+
+func (c *conn) handleUnsubscribe(p *packet.Unsubscribe) error {
+	codes := make([]packet.ReasonCode, len(p.Filters))
+	s := c.s
+	for i, f := range p.Filters {
+		s.mu.Lock()
+		sub, ok := s.subs[f]
+		if ok {
+			delete(s.subs, f)
+		}
+		s.mu.Unlock()
+		if !ok {
+			codes[i] = packet.NoSubscriptionExisted
+			continue
+		}
+		c.b.removeSubscription(s, sub)
+	}
+	c.send(&packet.Unsuback{PacketID: p.PacketID, ReasonCodes: codes})
+	return nil
+}
+
+// detach ends the connection's hold on its session: the will, and the
+// session itself when it does not outlive the connection.
+func (c *conn) detach(cause error) {
+	s := c.s
+	b := c.b
+	now := time.Now()
+	var will *packet.Will
+	drop := false
+	b.mu.Lock()
+	s.mu.Lock()
+	if s.conn == c {
+		s.conn = nil
+		s.offAt = now
+		if c.graceful {
+			s.will = nil
+		}
+		if s.will != nil {
+			delay := uint32(0)
+			if s.will.Properties.WillDelay != nil {
+				delay = *s.will.Properties.WillDelay
+			}
+			if delay == 0 || s.expiry == 0 {
+				will, s.will = s.will, nil
+			} else {
+				s.willAt = now.Add(time.Duration(min(delay, s.expiry)) * time.Second)
+			}
+		}
+		if s.expiry == 0 && b.sessions[s.id] == s {
+			delete(b.sessions, s.id)
+			drop = true
+		} else if !b.opts.QueueQoS0 {
+			s.st.DropQoS0()
+		}
+	}
+	info, az := s.info, s.authz
+	s.mu.Unlock()
+	b.mu.Unlock()
+	if will != nil {
+		b.publishWill(will, info, az, s)
+	}
+	if drop {
+		b.dropSession(s)
+	}
+	if b.log.Enabled(context.Background(), -4) {
+		b.log.Debug("client disconnected", "client_id", info.ClientID, "cause", cause)
+	}
+}
+
+// send queues a control packet for the writer.
+func (c *conn) send(p packet.Packet) {
+	c.outMu.Lock()
+	defer c.outMu.Unlock()
+	if c.closing {
+		return
+	}
+	c.appendLocked(p)
+}
+
+func (c *conn) appendLocked(p packet.Packet) bool {
+	start := len(c.out)
+	out, err := p.AppendTo(c.out, c.version)
+	return c.appended(p.Type(), start, out, err)
+}
+
+// appended finishes an append of one packet that started at start: it
+// drops a packet above the client's maximum packet size and wakes the
+// writer. c.outMu must be held.
+func (c *conn) appended(t packet.Type, start int, out []byte, err error) bool {
+	if err != nil {
+		c.b.log.Warn("cannot encode packet", "client_id", c.clientID(), "type", t.String(), "err", err)
+		return false
+	}
+	if c.maxOut > 0 && len(out)-start > c.maxOut {
+		c.out = out[:start]
+		return false
+	}
+	c.out = out
+	c.b.stats.msgsSent.Add(1)
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+func (c *conn) clientID() string {
+	if c.info == nil {
+		return ""
+	}
+	return c.info.ClientID
+}
+
+// sendPublish encodes one delivery for this connection. It returns false
+// when the message was dropped (too large for the client, or a QoS 0
+// message to a client whose write buffer is full).
+func (c *conn) sendPublish(msg *session.Message, qos byte, retain bool, subIDs []int, id uint16, dup bool, now time.Time) bool {
+	p := packet.Publish{Dup: dup, QoS: qos, Retain: retain, Topic: msg.Topic, PacketID: id, Payload: msg.Payload}
+	c.outMu.Lock()
+	defer c.outMu.Unlock()
+	if c.closing {
+		return qos > 0 // kept inflight for the next connection
+	}
+	if qos == 0 && len(c.out) > c.opts.MaxWriteBuffer {
+		return false
+	}
+	var newAlias string
+	if c.version == packet.V5 {
+		p.Properties = msg.Properties
+		p.Properties.SubscriptionIDs = subIDs
+		if rem, ok := msg.RemainingExpiry(now); ok {
+			c.expiryTmp = rem
+			p.Properties.MessageExpiry = &c.expiryTmp // [MQTT-3.3.2-6]
+		}
+		if c.aliasMaxOut > 0 && c.b.opts.OutgoingTopicAliases {
+			if a, ok := c.outAliases[msg.Topic]; ok {
+				c.aliasTmp = a
+				p.Topic = ""
+				p.Properties.TopicAlias = &c.aliasTmp
+			} else if len(c.outAliases) < int(c.aliasMaxOut) {
+				if c.outAliases == nil {
+					c.outAliases = make(map[string]uint16)
+				}
+				c.aliasTmp = uint16(len(c.outAliases) + 1)
+				c.outAliases[msg.Topic] = c.aliasTmp
+				newAlias = msg.Topic
+				p.Properties.TopicAlias = &c.aliasTmp
+			}
+		}
+	}
+	start := len(c.out)
+	out, err := p.AppendTo(c.out, c.version)
+	if !c.appended(packet.PUBLISH, start, out, err) {
+		if newAlias != "" {
+			delete(c.outAliases, newAlias)
+		}
+		return false
+	}
+	c.b.stats.pubSent.Add(1)
+	return true
+}
+
+// kick sends DISCONNECT with reason rc to an MQTT 5 client, then closes.
+func (c *conn) kick(rc packet.ReasonCode) {
+	c.outMu.Lock()
+	if !c.closing && c.version == packet.V5 && c.info != nil && !c.sentDisc {
+		c.sentDisc = true
+		c.appendLocked(&packet.Disconnect{ReasonCode: rc})
+	}
+	c.closing = true
+	c.outMu.Unlock()
+	c.nc.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	c.nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// shutdown asks the writer to flush what is queued and stop.
+func (c *conn) shutdown() {
+	c.outMu.Lock()
+	c.closing = true
+	c.outMu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// writeLoop is the only writer of nc: it drains the queue into one write
+// per batch.
+func (c *conn) writeLoop() {
+	defer c.wg.Done()
+	var spare []byte
+	for range c.wake {
+		c.outMu.Lock()
+		buf := c.out
+		c.out = spare[:0]
+		closing := c.closing
+		c.outMu.Unlock()
+		if len(buf) > 0 {
+			if !closing {
+				c.nc.SetWriteDeadline(time.Now().Add(c.opts.WriteTimeout))
+			}
+			n, err := c.nc.Write(buf)
+			c.b.stats.bytesSent.Add(uint64(n))
+			if err != nil {
+				// the reader sees the closed connection and cleans up; later
+				// sends are dropped because closing is set
+				c.nc.Close()
+				c.outMu.Lock()
+				c.closing = true
+				c.out = nil
+				c.outMu.Unlock()
+				return
+			}
+		}
+		if cap(buf) > 64<<10 {
+			buf = nil
+		}
+		spare = buf[:0]
+		if closing {
+			c.outMu.Lock()
+			rest := len(c.out)
+			c.outMu.Unlock()
+			if rest == 0 {
+				if tc, ok := c.nc.(interface{ CloseWrite() error }); ok {
+					tc.CloseWrite()
+				}
+				c.nc.Close()
+				return
+			}
+			select {
+			case c.wake <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// refuse answers CONNECT with a failure and ends the connection.
+func (c *conn) refuse(rc packet.ReasonCode, reason string) error {
+	ack := &packet.Connack{ReasonCode: rc}
+	if c.version == packet.V5 && reason != "" {
+		ack.Properties.ReasonString = reason
+	}
+	c.send(ack)
+	return fmt.Errorf("connection refused: %s: %w", reason, rc)
+}
+
+func (c *conn) handshake() error {
+	c.nc.SetReadDeadline(time.Now().Add(c.opts.ConnectTimeout))
+	p, err := packet.ReadPacket(c.br, 0, c.opts.MaxPacketSize)
+	if err != nil {
+		if cp, ok := p.(*packet.Connect); ok && errors.Is(err, packet.UnsupportedProtocolVersion) {
+			// answer in 3.1.1 form: return code 1 [MQTT-3.1.2-2]
+			c.version = packet.V311
+			if cp.Version == packet.V5 {
+				c.version = packet.V5
+			}
+			c.refuse(packet.UnsupportedProtocolVersion, "unsupported protocol version")
+		}
+		return err
+	}
+	cp, ok := p.(*packet.Connect)
+	if !ok {
+		return fmt.Errorf("first packet is %v, not CONNECT: %w", p.Type(), packet.ProtocolError) // [MQTT-3.1.0-1]
+	}
+	c.version = cp.Version
+	c.nc.SetReadDeadline(time.Time{})
+	b := c.b
+	o := &c.opts
+
+	if n := c.lo.conns.Add(1); c.lo.MaxConnections > 0 && n > int64(c.lo.MaxConnections) {
+		c.lo.conns.Add(-1)
+		return c.refuse(packet.ServerBusy, "too many connections")
+	}
+	c.counted = true
+
+	if cp.Properties.AuthMethod != "" {
+		return c.refuse(packet.BadAuthenticationMethod, "enhanced authentication is not supported")
+	}
+	clientID := cp.ClientID
+	assigned := false
+	if clientID == "" {
+		if !o.AllowZeroLengthClientID || cp.Version == packet.V31 || (cp.Version == packet.V311 && !cp.CleanStart) {
+			return c.refuse(packet.ClientIdentifierNotValid, "empty client identifier") // [MQTT-3.1.3-8]
+		}
+		clientID = b.assignID(o.AutoIDPrefix)
+		assigned = true
+	}
+	if cp.Will != nil {
+		if err := topic.ValidName(cp.Will.Topic); err != nil {
+			return c.refuse(packet.TopicNameInvalid, "invalid will topic")
+		}
+		if cp.Will.Retain && !o.RetainAvailable {
+			return c.refuse(packet.RetainNotSupported, "retain not available") // [MQTT-3.2.2-13]
+		}
+		if cp.Version == packet.V5 && cp.Will.Properties.PayloadFormat != nil && *cp.Will.Properties.PayloadFormat == 1 && !utf8.Valid(cp.Will.Payload) {
+			return c.refuse(packet.PayloadFormatInvalid, "will payload is not UTF-8")
+		}
+	}
+	keepAlive := cp.KeepAlive
+	var serverKeepAlive *uint16
+	if cp.Version == packet.V5 {
+		if keepAlive > o.MaxKeepAlive || (keepAlive == 0 && o.MaxKeepAlive < 65535) {
+			keepAlive = o.MaxKeepAlive
+			serverKeepAlive = new(keepAlive) // [MQTT-3.2.2-21]
+		}
+	} else if keepAlive > o.MaxKeepAlive || (keepAlive == 0 && o.MaxKeepAlive < 65535) {
+		// 3.x cannot be told another keep alive: refused, as Mosquitto does
+		return c.refuse(packet.ClientIdentifierNotValid, "keep alive above max_keepalive")
+	}
+	c.keepAlive = time.Duration(keepAlive) * time.Second
+
+	info := &ClientInfo{
+		ClientID:        clientID,
+		Username:        cp.Username,
+		HasUsername:     cp.UsernameFlag,
+		Password:        cp.Password,
+		HasPassword:     cp.PasswordFlag,
+		RemoteAddr:      c.nc.RemoteAddr(),
+		Listener:        c.lo.Name,
+		ProtocolVersion: byte(cp.Version),
+	}
+	if c.lo.PeerCertificates != nil {
+		info.PeerCerts = c.lo.PeerCertificates(c.nc)
+	}
+	if c.lo.UseIdentityAsUsername || c.lo.UseSubjectAsUsername {
+		if len(info.PeerCerts) == 0 {
+			return c.refuse(packet.NotAuthorized, "a client certificate is required")
+		}
+		if c.lo.UseSubjectAsUsername {
+			info.Username = info.PeerCerts[0].Subject.String()
+		} else {
+			info.Username = info.PeerCerts[0].Subject.CommonName
+		}
+		info.HasUsername = true
+	}
+	if c.lo.Authenticator != nil {
+		if err := c.lo.Authenticator.Authenticate(context.Background(), info); err != nil {
+			var rc packet.ReasonCode
+			if !errors.As(err, &rc) || !rc.IsError() {
+				rc = packet.ServerUnavailable
+			}
+			info.Password = nil
+			return c.refuse(rc, "not authorized")
+		}
+	}
+	info.Password = nil
+	c.info = info
+
+	if cp.Version == packet.V5 {
+		if v := cp.Properties.MaximumPacketSize; v != nil {
+			c.maxOut = int(*v)
+		}
+		if v := cp.Properties.TopicAliasMaximum; v != nil {
+			c.aliasMaxOut = *v
+		}
+	}
+	expiry := uint32(0)
+	if cp.Version == packet.V5 {
+		if v := cp.Properties.SessionExpiry; v != nil {
+			expiry = *v
+		}
+	} else if !cp.CleanStart {
+		expiry = neverExpires
+	}
+	inflight := c.receiveMax()
+	if cp.Version == packet.V5 && cp.Properties.ReceiveMaximum != nil {
+		inflight = min(inflight, int(*cp.Properties.ReceiveMaximum))
+	}
+
+	// Claim the client id: take over a live connection first [MQTT-3.1.4-3].
+	var s *sess
+	var stale *sess
+	present := false
+	for {
+		b.mu.Lock()
+		if b.closed {
+			b.mu.Unlock()
+			return c.refuse(packet.ServerShuttingDown, "server shutting down")
+		}
+		s = b.sessions[clientID]
+		if s != nil {
+			s.mu.Lock()
+			old := s.conn
+			s.mu.Unlock()
+			if old != nil {
+				b.mu.Unlock()
+				old.kick(packet.SessionTakenOver)
+				<-old.cleaned
+				continue
+			}
+		}
+		if s != nil && cp.CleanStart {
+			delete(b.sessions, clientID)
+			stale, s = s, nil
+		}
+		if s == nil {
+			s = &sess{b: b, id: clientID, st: session.New(clientID, session.Limits{})}
+			b.sessions[clientID] = s
+		} else {
+			present = true
+		}
+		break
+	}
+	ack := &packet.Connack{SessionPresent: present}
+	if cp.Version == packet.V5 {
+		pr := &ack.Properties
+		if rm := c.receiveMax(); rm < 65535 {
+			pr.ReceiveMaximum = new(uint16(rm))
+		}
+		if !o.RetainAvailable {
+			pr.RetainAvailable = new(byte(0))
+		}
+		if o.MaxPacketSize > 0 {
+			pr.MaximumPacketSize = new(uint32(o.MaxPacketSize))
+		}
+		if assigned {
+			pr.AssignedClientID = clientID
+		}
+		if o.TopicAliasMaximum > 0 {
+			pr.TopicAliasMaximum = new(o.TopicAliasMaximum)
+		}
+		pr.ServerKeepAlive = serverKeepAlive
+	}
+	now := time.Now()
+	s.mu.Lock()
+	s.willAt = time.Time{} // a new connection cancels a delayed will [MQTT-3.1.3-9]
+	s.will = cp.Will
+	s.info = info
+	s.authz = c.lo.Authorizer
+	s.expiry = expiry
+	s.st.Limits = session.Limits{
+		MaxInflight:    inflight,
+		MaxQueued:      o.MaxQueued,
+		MaxQueuedBytes: o.MaxQueuedBytes,
+		QueueQoS0:      o.QueueQoS0,
+	}
+	s.conn = c
+	c.s = s
+	c.send(ack)
+	s.resendLocked(now)
+	s.mu.Unlock()
+	b.mu.Unlock()
+	n := b.stats.connected.Add(1)
+	for {
+		m := b.stats.maxConnected.Load()
+		if n <= m || b.stats.maxConnected.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	if stale != nil {
+		b.dropSession(stale)
+	}
+	if b.log.Enabled(context.Background(), -4) {
+		b.log.Debug("client connected", "client_id", clientID, "remote", info.RemoteAddr.String(),
+			"version", cp.Version.String(), "session_present", present, "listener", c.lo.Name)
+	}
+	return nil
+}
+
+// assignID returns a unique client id for a client that sent none.
+func (b *Broker) assignID(prefix string) string {
+	n := b.idSeq.Add(1)
+	return prefix + strconv.FormatInt(b.start.UnixNano(), 36) + "-" + strconv.FormatUint(n, 36)
+}

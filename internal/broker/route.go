@@ -1,0 +1,261 @@
+package broker
+
+import (
+	"context"
+	"time"
+
+	"github.com/starlingmq/starling/internal/packet"
+	"github.com/starlingmq/starling/internal/session"
+	"github.com/starlingmq/starling/internal/topic"
+)
+
+// subscription is one filter of one session, with its options.
+type subscription struct {
+	filter  string // as the client wrote it, $share/ prefix included
+	inner   string // the filter to match
+	group   string // shared subscription group, "" when not shared
+	qos     byte
+	noLocal bool
+	rap     bool
+	rh      byte
+	subID   int
+}
+
+// newMessage builds the routed form of a PUBLISH.
+func newMessage(p *packet.Publish, origin string, now time.Time) *session.Message {
+	m := &session.Message{
+		Topic:   p.Topic,
+		Payload: p.Payload,
+		QoS:     p.QoS,
+		Retain:  p.Retain,
+		Origin:  origin,
+	}
+	pr := p.Properties
+	if pr.PayloadFormat != nil || pr.ContentType != "" || pr.ResponseTopic != "" ||
+		pr.CorrelationData != nil || pr.User != nil {
+		m.Properties = packet.Properties{
+			PayloadFormat:   pr.PayloadFormat,
+			ContentType:     pr.ContentType,
+			ResponseTopic:   pr.ResponseTopic,
+			CorrelationData: pr.CorrelationData,
+			User:            pr.User,
+		}
+	}
+	if pr.MessageExpiry != nil {
+		m.ExpiresAt = now.Add(time.Duration(*pr.MessageExpiry) * time.Second)
+	}
+	m.Size = len(p.Topic) + len(p.Payload) + 64
+	for _, u := range pr.User {
+		m.Size += len(u.Key) + len(u.Value)
+	}
+	return m
+}
+
+// target is one session a message goes to, after overlapping subscriptions
+// were merged [MQTT-3.3.4-3..5].
+type target struct {
+	s      *sess
+	qos    byte
+	rap    bool
+	subIDs []int
+}
+
+type sharedGroup struct {
+	group, filter string
+}
+
+type sharedCand struct {
+	s   *sess
+	sub *subscription
+}
+
+type matchScratch struct {
+	idx     map[*sess]int
+	targets []target
+	groups  map[sharedGroup][]sharedCand
+}
+
+func newMatchScratch() *matchScratch {
+	return &matchScratch{idx: make(map[*sess]int), groups: make(map[sharedGroup][]sharedCand)}
+}
+
+func (m *matchScratch) reset() {
+	clear(m.idx)
+	clear(m.targets)
+	m.targets = m.targets[:0]
+	for k, v := range m.groups {
+		clear(v)
+		m.groups[k] = v[:0]
+	}
+	if len(m.groups) > 256 {
+		clear(m.groups)
+	}
+}
+
+// route delivers msg to every matching subscription and returns how many
+// sessions it went to. from is the publishing session (nil for the broker).
+func (b *Broker) route(msg *session.Message, from *sess, now time.Time) int {
+	sc := b.scratch.Get().(*matchScratch)
+	upgrade := b.opts.UpgradeOutgoingQoS
+	b.subMu.RLock()
+	b.subs.Match(msg.Topic, func(_ string, s *sess, sub *subscription) {
+		if sub.noLocal && s == from {
+			return // [MQTT-3.8.3-3]
+		}
+		qos := min(msg.QoS, sub.qos)
+		if upgrade {
+			qos = sub.qos
+		}
+		i, ok := sc.idx[s]
+		if !ok {
+			sc.idx[s] = len(sc.targets)
+			t := target{s: s, qos: qos, rap: sub.rap}
+			if sub.subID > 0 {
+				t.subIDs = []int{sub.subID}
+			}
+			sc.targets = append(sc.targets, t)
+			return
+		}
+		t := &sc.targets[i]
+		t.qos = max(t.qos, qos)
+		t.rap = t.rap || sub.rap
+		if sub.subID > 0 {
+			t.subIDs = append(t.subIDs, sub.subID)
+		}
+	})
+	b.shared.Match(msg.Topic, func(_ string, k sharedKey, sub *subscription) {
+		g := sharedGroup{group: sub.group, filter: sub.inner}
+		sc.groups[g] = append(sc.groups[g], sharedCand{s: k.s, sub: sub})
+	})
+	b.subMu.RUnlock()
+
+	n := 0
+	for i := range sc.targets {
+		t := &sc.targets[i]
+		if t.s.deliver(msg, t.qos, msg.Retain && t.rap, t.subIDs, now) {
+			n++
+		}
+	}
+	for _, cands := range sc.groups {
+		if len(cands) == 0 {
+			continue
+		}
+		if b.deliverShared(msg, cands, upgrade, now) {
+			n++
+		}
+	}
+	sc.reset()
+	b.scratch.Put(sc)
+	return n
+}
+
+// deliverShared gives msg to one member of a shared subscription group,
+// preferring connected members, round robin [MQTT-4.8.2].
+func (b *Broker) deliverShared(msg *session.Message, cands []sharedCand, upgrade bool, now time.Time) bool {
+	start := int(b.rr.Add(1) % uint64(len(cands)))
+	pick := func(online bool) bool {
+		for i := range cands {
+			c := cands[(start+i)%len(cands)]
+			if online && !c.s.online() {
+				continue
+			}
+			qos := min(msg.QoS, c.sub.qos)
+			if upgrade {
+				qos = c.sub.qos
+			}
+			var ids []int
+			if c.sub.subID > 0 {
+				ids = []int{c.sub.subID}
+			}
+			if c.s.deliver(msg, qos, msg.Retain && c.sub.rap, ids, now) {
+				return true
+			}
+		}
+		return false
+	}
+	return pick(true) || pick(false)
+}
+
+// retain stores or deletes a retained message [MQTT-3.3.1-5..7].
+func (b *Broker) retain(msg *session.Message) {
+	b.retMu.Lock()
+	defer b.retMu.Unlock()
+	if len(msg.Payload) == 0 {
+		b.retained.Delete(msg.Topic)
+		return
+	}
+	b.retained.Set(msg.Topic, msg)
+}
+
+// retainedFor returns the retained messages matching filter.
+func (b *Broker) retainedFor(filter string, now time.Time) []*session.Message {
+	var out []*session.Message
+	var expired []string
+	b.retMu.RLock()
+	b.retained.Match(filter, func(name string, m *session.Message) bool {
+		if m.Expired(now) {
+			expired = append(expired, name)
+			return true
+		}
+		out = append(out, m)
+		return true
+	})
+	b.retMu.RUnlock()
+	if len(expired) > 0 {
+		b.retMu.Lock()
+		for _, name := range expired {
+			if m, ok := b.retained.Get(name); ok && m.Expired(now) {
+				b.retained.Delete(name)
+			}
+		}
+		b.retMu.Unlock()
+	}
+	return out
+}
+
+// addSubscription indexes sub for s; reports whether it replaced one.
+func (b *Broker) addSubscription(s *sess, sub *subscription) bool {
+	b.subMu.Lock()
+	defer b.subMu.Unlock()
+	if sub.group != "" {
+		return b.shared.Add(sub.inner, sharedKey{group: sub.group, s: s}, sub)
+	}
+	return b.subs.Add(sub.inner, s, sub)
+}
+
+func (b *Broker) removeSubscription(s *sess, sub *subscription) bool {
+	b.subMu.Lock()
+	defer b.subMu.Unlock()
+	if sub.group != "" {
+		return b.shared.Remove(sub.inner, sharedKey{group: sub.group, s: s})
+	}
+	return b.subs.Remove(sub.inner, s)
+}
+
+// parseSubscription validates one SUBSCRIBE entry.
+func parseSubscription(ps packet.Subscription, id int) (*subscription, packet.ReasonCode) {
+	sub := &subscription{filter: ps.Filter, inner: ps.Filter, qos: ps.QoS, noLocal: ps.NoLocal,
+		rap: ps.RetainAsPublished, rh: ps.RetainHandling, subID: id}
+	group, inner, shared, err := topic.ParseShared(ps.Filter)
+	if err != nil {
+		return nil, packet.TopicFilterInvalid
+	}
+	if shared {
+		if ps.NoLocal {
+			return nil, packet.ProtocolError // [MQTT-3.8.3-4]
+		}
+		sub.group, sub.inner = group, inner
+	}
+	if err := topic.ValidFilter(sub.inner); err != nil {
+		return nil, packet.TopicFilterInvalid
+	}
+	return sub, packet.ReasonCode(ps.QoS)
+}
+
+// authorize asks the listener's authorizer, if any.
+func authorize(ctx context.Context, az Authorizer, info *ClientInfo, name string, a Access) bool {
+	if az == nil {
+		return true
+	}
+	return az.Authorize(ctx, info, name, a)
+}

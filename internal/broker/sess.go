@@ -1,0 +1,229 @@
+package broker
+
+import (
+	"context"
+	"math"
+	"time"
+
+	"sync"
+
+	"github.com/starlingmq/starling/internal/packet"
+	"github.com/starlingmq/starling/internal/session"
+)
+
+// neverExpires is the MQTT 5 session expiry meaning "never".
+const neverExpires = math.MaxUint32
+
+// sess is the broker's side of a session: the pure state plus the
+// connection it is attached to.
+type sess struct {
+	b  *Broker
+	id string
+
+	mu      sync.Mutex // guards everything below
+	st      *session.Session
+	conn    *conn // nil while offline
+	info    *ClientInfo
+	authz   Authorizer
+	subs    map[string]*subscription
+	expiry  uint32 // session expiry interval, seconds; neverExpires = never
+	offAt   time.Time
+	will    *packet.Will
+	willAt  time.Time // when a delayed will is due; zero = none pending
+	gone    bool      // removed from the broker; deliveries are dropped
+	scratch []*session.Delivery
+}
+
+func (s *sess) online() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conn != nil
+}
+
+// deliver offers msg to the session; false when it was not taken (session
+// gone, not authorized, queue full, QoS 0 for an offline session).
+func (s *sess) deliver(msg *session.Message, qos byte, retain bool, subIDs []int, now time.Time) bool {
+	s.mu.Lock()
+	if s.gone {
+		s.mu.Unlock()
+		return false
+	}
+	if s.authz != nil {
+		info, az := s.info, s.authz
+		s.mu.Unlock()
+		// [acl] read access is checked on delivery, outside the lock
+		if !az.Authorize(context.Background(), info, msg.Topic, AccessRead) {
+			return false
+		}
+		s.mu.Lock()
+		if s.gone {
+			s.mu.Unlock()
+			return false
+		}
+	}
+	c := s.conn
+	if c != nil && qos == 0 && s.st.QueueLen() == 0 {
+		// fast path: nothing queued ahead, send directly without a Delivery
+		ok := c.sendPublish(msg, 0, retain, subIDs, 0, false, now)
+		s.mu.Unlock()
+		if !ok {
+			s.b.stats.pubDropped.Add(1)
+		}
+		return ok
+	}
+	d := &session.Delivery{Msg: msg, QoS: qos, Retain: retain, SubIDs: subIDs}
+	send, err := s.st.Offer(d, c != nil, now)
+	if err != nil {
+		s.mu.Unlock()
+		s.b.stats.pubDropped.Add(1)
+		return false
+	}
+	if send != nil {
+		s.sendLocked(send, now)
+	}
+	s.mu.Unlock()
+	return true
+}
+
+// sendLocked writes d to the connection. s.mu must be held and s.conn set.
+func (s *sess) sendLocked(d *session.Delivery, now time.Time) {
+	dup := d.Sent
+	d.Sent = true
+	if !s.conn.sendPublish(d.Msg, d.QoS, d.Retain, d.SubIDs, d.PacketID, dup, now) && d.QoS > 0 {
+		s.st.Forget(d.PacketID) // too large for the client: treated as delivered
+	}
+}
+
+// pumpLocked sends queued deliveries while the window has room. s.mu must
+// be held.
+func (s *sess) pumpLocked(now time.Time) {
+	if s.conn == nil {
+		return
+	}
+	for {
+		s.scratch = s.st.Next(s.scratch[:0], now)
+		if len(s.scratch) == 0 {
+			return
+		}
+		for _, d := range s.scratch {
+			if d.QoS == 0 {
+				s.conn.sendPublish(d.Msg, 0, d.Retain, d.SubIDs, 0, false, now)
+				continue
+			}
+			s.sendLocked(d, now)
+		}
+		clear(s.scratch)
+	}
+}
+
+// resendLocked sends every unacknowledged delivery again on a new
+// connection, PUBLISH with DUP or PUBREL as its state requires
+// [MQTT-4.4.0-1]. s.mu must be held.
+func (s *sess) resendLocked(now time.Time) {
+	for _, d := range s.st.Inflight(nil) {
+		switch d.State {
+		case session.AwaitPuback, session.AwaitPubrec:
+			s.sendLocked(d, now)
+		case session.AwaitPubcomp:
+			s.conn.send(&packet.Pubrel{PacketID: d.PacketID})
+		}
+	}
+	s.pumpLocked(now)
+}
+
+// expired reports whether an offline session has outlived its expiry.
+func (s *sess) expiredLocked(now time.Time, persistentCap time.Duration) bool {
+	if s.conn != nil || s.gone {
+		return false
+	}
+	if s.expiry == neverExpires {
+		return persistentCap > 0 && now.Sub(s.offAt) >= persistentCap
+	}
+	return now.Sub(s.offAt) >= time.Duration(s.expiry)*time.Second
+}
+
+// removeSession forgets s: unsubscribes everything and drops its state.
+// b.mu must NOT be held; s must already be out of b.sessions.
+func (b *Broker) dropSession(s *sess) {
+	s.mu.Lock()
+	s.gone = true
+	subs := s.subs
+	s.subs = nil
+	s.st.Reset()
+	s.mu.Unlock()
+	for _, sub := range subs {
+		b.removeSubscription(s, sub)
+	}
+}
+
+// publishWill sends a will message, if the client may write to its topic.
+func (b *Broker) publishWill(w *packet.Will, info *ClientInfo, az Authorizer, origin *sess) {
+	if w == nil {
+		return
+	}
+	if !authorize(context.Background(), az, info, w.Topic, AccessWrite) {
+		b.log.Info("will not authorized", "client_id", info.ClientID, "topic", w.Topic)
+		return
+	}
+	now := time.Now()
+	p := &packet.Publish{Topic: w.Topic, Payload: w.Payload, QoS: w.QoS, Retain: w.Retain, Properties: w.Properties}
+	p.Properties.WillDelay = nil
+	msg := newMessage(p, info.ClientID, now)
+	if w.Retain && b.opts.RetainAvailable {
+		b.retain(msg)
+	}
+	b.route(msg, origin, now)
+}
+
+// janitor expires sessions and sends delayed wills, once a second.
+func (b *Broker) janitor() {
+	defer b.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.quit:
+			return
+		case now := <-t.C:
+			b.sweep(now)
+		}
+	}
+}
+
+type dueWill struct {
+	w     *packet.Will
+	info  *ClientInfo
+	authz Authorizer
+	s     *sess
+}
+
+// sweep removes expired sessions and publishes wills whose delay passed.
+func (b *Broker) sweep(now time.Time) {
+	var dead []*sess
+	var wills []dueWill
+	b.mu.Lock()
+	capd := b.opts.PersistentClientExpiration
+	for id, s := range b.sessions {
+		s.mu.Lock()
+		if s.will != nil && !s.willAt.IsZero() && s.conn == nil && !now.Before(s.willAt) {
+			wills = append(wills, dueWill{s.will, s.info, s.authz, s})
+			s.will, s.willAt = nil, time.Time{}
+		}
+		if s.expiredLocked(now, capd) {
+			if s.will != nil { // the session ends before the will delay [MQTT-3.1.3-9]
+				wills = append(wills, dueWill{s.will, s.info, s.authz, s})
+				s.will = nil
+			}
+			delete(b.sessions, id)
+			dead = append(dead, s)
+		}
+		s.mu.Unlock()
+	}
+	b.mu.Unlock()
+	for _, w := range wills {
+		b.publishWill(w.w, w.info, w.authz, w.s)
+	}
+	for _, s := range dead {
+		b.dropSession(s)
+	}
+}
