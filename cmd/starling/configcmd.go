@@ -23,7 +23,7 @@ func configCmd(args []string, stdout io.Writer) error {
 	for _, w := range cfg.Warnings {
 		fmt.Fprintln(stdout, "# warning:", w)
 	}
-	fmt.Fprint(stdout, cfg.String())
+	fmt.Fprint(stdout, cfg.Redacted())
 	fmt.Fprintf(stdout, "# %s: configuration OK\n", args[1])
 	return nil
 }

@@ -195,6 +195,7 @@ func TestGlobalKeys(t *testing.T) {
 		{"per_listener_settings true", func(c *Config) any { return c.PerListenerSettings }, true},
 		{"\t  max_queued_messages   7  \r", func(c *Config) any { return c.MaxQueuedMessages }, 7},
 		{"max_queued_messages 7 # seven", func(c *Config) any { return c.MaxQueuedMessages }, 7},
+		{"\ufeffmax_queued_messages 8\r\n", func(c *Config) any { return c.MaxQueuedMessages }, 8},
 		{"persistence true", func(c *Config) any { return c.Persistence }, true},
 		{"retained_persistence true", func(c *Config) any { return c.Persistence }, true},
 		{"persistence_file s.db", func(c *Config) any { return c.PersistenceFile }, "s.db"},

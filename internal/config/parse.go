@@ -152,6 +152,9 @@ func (p *parser) readFile(r io.Reader, file string, level int) {
 		if line == "" && err == io.EOF {
 			return
 		}
+		if n == 1 {
+			line = strings.TrimPrefix(line, "\ufeff") // a byte order mark
+		}
 		p.line(s, line, n, level)
 		if err == io.EOF {
 			return
