@@ -45,8 +45,6 @@ func attachSubscriber(tb testing.TB, b *Broker, id, filter string, qos byte, v p
 	c.info = &ClientInfo{ClientID: id}
 	s := &sess{b: b, id: id, st: session.New(id, session.Limits{MaxInflight: 65535}), conn: c, info: c.info, expiry: 0}
 	c.s = s
-	c.wg.Add(1)
-	go c.writeLoop()
 	b.mu.Lock()
 	b.sessions[id] = s
 	b.mu.Unlock()

@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -24,7 +23,7 @@ type conn struct {
 	b    *Broker
 	nc   net.Conn
 	lo   *ListenerOptions
-	br   *bufio.Reader
+	br   *idleReader
 	opts Options // snapshot at accept
 
 	// set during CONNECT, then read-only
@@ -43,14 +42,16 @@ type conn struct {
 	sendWill  bool // DISCONNECT 0x04
 
 	outMu      sync.Mutex // guards the fields below
-	out        []byte
+	out        *[]byte    // pooled; nil while nothing waits to be written
+	spare      *[]byte    // the flusher's other buffer
+	writing    bool       // a flusher goroutine is running
 	outAliases map[string]uint16
 	closing    bool
 	sentDisc   bool
 	aliasTmp   uint16
 	expiryTmp  uint32
 
-	wake    chan struct{}
+	wake    chan struct{} // wakes a lingering flusher
 	cleaned chan struct{} // closed when the connection is fully cleaned up
 	wg      sync.WaitGroup
 	counted bool // counted in lo.conns
@@ -65,7 +66,7 @@ func newConn(b *Broker, nc net.Conn, lo *ListenerOptions) *conn {
 		wake:    make(chan struct{}, 1),
 		cleaned: make(chan struct{}),
 	}
-	c.br = bufio.NewReaderSize(countingReader{nc, b}, 4096)
+	c.br = &idleReader{src: countingReader{nc, b}}
 	return c
 }
 
@@ -85,8 +86,6 @@ var errClose = errors.New("connection closed")
 
 func (c *conn) run() {
 	c.b.stats.connsAccepted.Add(1)
-	c.wg.Add(1)
-	go c.writeLoop()
 	err := c.serve()
 	if c.s != nil {
 		c.detach(err)
@@ -447,30 +446,54 @@ func (c *conn) send(p packet.Packet) {
 }
 
 func (c *conn) appendLocked(p packet.Packet) bool {
-	start := len(c.out)
-	out, err := p.AppendTo(c.out, c.version)
+	buf := c.outBuf()
+	start := len(*buf)
+	out, err := p.AppendTo(*buf, c.version)
 	return c.appended(p.Type(), start, out, err)
 }
 
+// outBuf returns the buffer to append to, taken from the pool when there
+// is none. c.outMu must be held.
+func (c *conn) outBuf() *[]byte {
+	if c.out == nil {
+		c.out = writeBufPool.Get().(*[]byte)
+		*c.out = (*c.out)[:0]
+	}
+	return c.out
+}
+
 // appended finishes an append of one packet that started at start: it
-// drops a packet above the client's maximum packet size and wakes the
-// writer. c.outMu must be held.
+// drops a packet above the client's maximum packet size and makes sure a
+// flusher will write it. c.outMu must be held.
 func (c *conn) appended(t packet.Type, start int, out []byte, err error) bool {
 	if err != nil {
+		*c.out = out[:start]
 		c.b.log.Warn("cannot encode packet", "client_id", c.clientID(), "type", t.String(), "err", err)
 		return false
 	}
 	if c.maxOut > 0 && len(out)-start > c.maxOut {
-		c.out = out[:start]
+		*c.out = out[:start]
 		return false
 	}
-	c.out = out
+	*c.out = out
 	c.b.stats.msgsSent.Add(1)
+	c.flushLocked()
+	return true
+}
+
+// flushLocked starts a flusher, or wakes the one that lingers. c.outMu
+// must be held.
+func (c *conn) flushLocked() {
+	if !c.writing {
+		c.writing = true
+		c.wg.Add(1)
+		go c.flushLoop()
+		return
+	}
 	select {
 	case c.wake <- struct{}{}:
 	default:
 	}
-	return true
 }
 
 func (c *conn) clientID() string {
@@ -490,7 +513,7 @@ func (c *conn) sendPublish(msg *session.Message, qos byte, retain bool, subIDs [
 	if c.closing {
 		return qos > 0 // kept inflight for the next connection
 	}
-	if qos == 0 && len(c.out) > c.opts.MaxWriteBuffer {
+	if qos == 0 && c.out != nil && len(*c.out) > c.opts.MaxWriteBuffer {
 		return false
 	}
 	var newAlias string
@@ -517,8 +540,9 @@ func (c *conn) sendPublish(msg *session.Message, qos byte, retain bool, subIDs [
 			}
 		}
 	}
-	start := len(c.out)
-	out, err := p.AppendTo(c.out, c.version)
+	buf := c.outBuf()
+	start := len(*buf)
+	out, err := p.AppendTo(*buf, c.version)
 	if !c.appended(packet.PUBLISH, start, out, err) {
 		if newAlias != "" {
 			delete(c.outAliases, newAlias)
@@ -537,74 +561,107 @@ func (c *conn) kick(rc packet.ReasonCode) {
 		c.appendLocked(&packet.Disconnect{ReasonCode: rc})
 	}
 	c.closing = true
+	c.flushLocked()
 	c.outMu.Unlock()
 	c.nc.SetWriteDeadline(time.Now().Add(2 * time.Second))
 	c.nc.SetReadDeadline(time.Now().Add(2 * time.Second))
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
 }
 
-// shutdown asks the writer to flush what is queued and stop.
+// shutdown asks for what is queued to be flushed and the connection closed.
 func (c *conn) shutdown() {
 	c.outMu.Lock()
 	c.closing = true
+	c.flushLocked()
 	c.outMu.Unlock()
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
 }
 
-// writeLoop is the only writer of nc: it drains the queue into one write
-// per batch.
-func (c *conn) writeLoop() {
+// flushLinger is how long a flusher waits for more to write before it
+// exits, so that a busy connection keeps one and an idle one has none.
+const flushLinger = 250 * time.Millisecond
+
+// flushLoop is the only writer of nc: it drains the queue into one write
+// per batch. At most one runs per connection (c.writing). It exits after
+// flushLinger with nothing to write, or closes the connection when closing
+// is set and everything is written.
+func (c *conn) flushLoop() {
 	defer c.wg.Done()
-	var spare []byte
-	for range c.wake {
+	var idle *time.Timer
+	for {
 		c.outMu.Lock()
 		buf := c.out
-		c.out = spare[:0]
 		closing := c.closing
-		c.outMu.Unlock()
-		if len(buf) > 0 {
-			if !closing {
-				c.nc.SetWriteDeadline(time.Now().Add(c.opts.WriteTimeout))
-			}
-			n, err := c.nc.Write(buf)
-			c.b.stats.bytesSent.Add(uint64(n))
-			if err != nil {
-				// the reader sees the closed connection and cleans up; later
-				// sends are dropped because closing is set
-				c.nc.Close()
-				c.outMu.Lock()
-				c.closing = true
-				c.out = nil
+		if buf == nil || len(*buf) == 0 {
+			if closing {
 				c.outMu.Unlock()
-				return
-			}
-		}
-		if cap(buf) > 64<<10 {
-			buf = nil
-		}
-		spare = buf[:0]
-		if closing {
-			c.outMu.Lock()
-			rest := len(c.out)
-			c.outMu.Unlock()
-			if rest == 0 {
 				if tc, ok := c.nc.(interface{ CloseWrite() error }); ok {
 					tc.CloseWrite()
 				}
 				c.nc.Close()
 				return
 			}
-			select {
-			case c.wake <- struct{}{}:
-			default:
+			c.outMu.Unlock()
+			if idle == nil {
+				idle = time.NewTimer(flushLinger)
+			} else {
+				idle.Reset(flushLinger)
 			}
+			select {
+			case <-c.wake:
+				continue
+			case <-idle.C:
+			}
+			c.outMu.Lock()
+			if (c.out == nil || len(*c.out) == 0) && !c.closing {
+				c.writing = false
+				c.releaseLocked()
+				c.outMu.Unlock()
+				return
+			}
+			c.outMu.Unlock()
+			continue
 		}
+		c.out, c.spare = c.spare, nil
+		if c.out != nil {
+			*c.out = (*c.out)[:0]
+		}
+		c.outMu.Unlock()
+		if !closing {
+			c.nc.SetWriteDeadline(time.Now().Add(c.opts.WriteTimeout))
+		}
+		n, err := c.nc.Write(*buf)
+		c.b.stats.bytesSent.Add(uint64(n))
+		if err != nil {
+			// the reader sees the closed connection and cleans up; later
+			// sends are dropped because closing is set
+			c.nc.Close()
+			c.outMu.Lock()
+			c.closing = true
+			c.releaseLocked()
+			c.outMu.Unlock()
+			writeBufPool.Put(buf)
+			return
+		}
+		c.outMu.Lock()
+		if cap(*buf) > maxKeptWriteBuf {
+			*buf = make([]byte, 0, 4096)
+		}
+		c.spare = buf
+		c.outMu.Unlock()
+	}
+}
+
+// releaseLocked returns empty buffers to the pool. c.outMu must be held.
+func (c *conn) releaseLocked() {
+	if c.out != nil && len(*c.out) == 0 {
+		writeBufPool.Put(c.out)
+		c.out = nil
+	}
+	if c.spare != nil {
+		writeBufPool.Put(c.spare)
+		c.spare = nil
+	}
+	if c.closing && c.out != nil {
+		c.out = nil
 	}
 }
 
