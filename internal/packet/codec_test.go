@@ -709,9 +709,14 @@ func specVectors(t *testing.T, id string) {
 			if tc.raw != nil && !tc.encodeOnly {
 				checkDecode(t, tc, tc.v)
 			}
-			if tc.raw == nil {
+			switch {
+			case tc.raw == nil:
 				if _, err := tc.pkt.AppendTo(nil, tc.v); !errors.Is(err, tc.err) {
 					t.Errorf("AppendTo: err = %v, want %v", err, tc.err)
+				}
+			case tc.err == nil && !tc.decodeOnly:
+				if enc, err := tc.pkt.AppendTo(nil, encodeVersion(tc.pkt, tc.v)); err != nil || !bytes.Equal(enc, tc.raw) {
+					t.Errorf("AppendTo = %x, %v; want %x", enc, err, tc.raw)
 				}
 			}
 		})
@@ -721,24 +726,25 @@ func specVectors(t *testing.T, id string) {
 	}
 }
 
-func TestMQTT_1_5_4_1_WellFormedUTF8(t *testing.T)        { specVectors(t, "MQTT-1.5.4-1") }
-func TestMQTT_1_5_4_2_NoNullCharacter(t *testing.T)       { specVectors(t, "MQTT-1.5.4-2") }
-func TestMQTT_1_5_4_3_BOMNotStripped(t *testing.T)        { specVectors(t, "MQTT-1.5.4-3") }
+func TestMQTT_1_5_4_1_WellFormedUTF8(t *testing.T)         { specVectors(t, "MQTT-1.5.4-1") }
+func TestMQTT_1_5_4_2_NoNullCharacter(t *testing.T)        { specVectors(t, "MQTT-1.5.4-2") }
+func TestMQTT_1_5_4_3_BOMNotStripped(t *testing.T)         { specVectors(t, "MQTT-1.5.4-3") }
 func TestMQTT_1_5_5_1_MinimalVariableByteInt(t *testing.T) { specVectors(t, "MQTT-1.5.5-1") }
-func TestMQTT_2_1_3_1_ReservedFlags(t *testing.T)         { specVectors(t, "MQTT-2.1.3-1") }
-func TestMQTT_2_2_2_2_PropertyPlacement(t *testing.T)     { specVectors(t, "MQTT-2.2.2.2") }
-func TestMQTT_2_3_1_1_NonZeroPacketID(t *testing.T)       { specVectors(t, "MQTT-2.3.1-1") }
-func TestMQTT_3_1_0_1_FirstPacketConnect(t *testing.T)    { specVectors(t, "MQTT-3.1.0-1") }
-func TestMQTT_3_1_2_1_ProtocolName(t *testing.T)          { specVectors(t, "MQTT-3.1.2-1") }
-func TestMQTT_3_1_2_2_UnsupportedLevel(t *testing.T)      { specVectors(t, "MQTT-3.1.2-2") }
-func TestMQTT_3_1_2_3_ConnectReservedFlag(t *testing.T)   { specVectors(t, "MQTT-3.1.2-3") }
-func TestMQTT_3_1_2_13_WillQoSWithoutWill(t *testing.T)   { specVectors(t, "MQTT-3.1.2-13") }
-func TestMQTT_3_1_2_14_WillQoS3(t *testing.T)             { specVectors(t, "MQTT-3.1.2-14") }
+func TestMQTT_2_1_3_1_ReservedFlags(t *testing.T)          { specVectors(t, "MQTT-2.1.3-1") }
+func TestMQTT_2_2_2_2_PropertyPlacement(t *testing.T)      { specVectors(t, "MQTT-2.2.2.2") }
+func TestMQTT_2_3_1_1_NonZeroPacketID(t *testing.T)        { specVectors(t, "MQTT-2.3.1-1") }
+func TestMQTT_3_1_0_1_FirstPacketConnect(t *testing.T)     { specVectors(t, "MQTT-3.1.0-1") }
+func TestMQTT_3_1_2_1_ProtocolName(t *testing.T)           { specVectors(t, "MQTT-3.1.2-1") }
+func TestMQTT_3_1_2_2_UnsupportedLevel(t *testing.T)       { specVectors(t, "MQTT-3.1.2-2") }
+func TestMQTT_3_1_2_3_ConnectReservedFlag(t *testing.T)    { specVectors(t, "MQTT-3.1.2-3") }
+func TestMQTT_3_1_2_13_WillQoSWithoutWill(t *testing.T)    { specVectors(t, "MQTT-3.1.2-13") }
+func TestMQTT_3_1_2_14_WillQoS3(t *testing.T)              { specVectors(t, "MQTT-3.1.2-14") }
 func TestMQTT_3_1_2_15_WillRetainWithoutWill(t *testing.T) {
 	specVectors(t, "MQTT-3.1.2-15")
 }
 func TestMQTT_3_1_2_22_PasswordWithoutUsername(t *testing.T) { specVectors(t, "MQTT-3.1.2-22") }
 func TestMQTT_3_2_2_1_ConnackReservedFlags(t *testing.T)     { specVectors(t, "MQTT-3.2.2-1") }
+func TestMQTT_2_3_1_5_NoPacketIDAtQoS0(t *testing.T)         { specVectors(t, "MQTT-2.3.1-5") }
 func TestMQTT_3_3_1_2_DupQoS0(t *testing.T)                  { specVectors(t, "MQTT-3.3.1-2") }
 func TestMQTT_3_3_1_4_QoS3Malformed(t *testing.T)            { specVectors(t, "MQTT-3.3.1-4") }
 func TestMQTT_3_3_2_8_TopicAliasZero(t *testing.T)           { specVectors(t, "MQTT-3.3.2-8") }
@@ -837,7 +843,9 @@ var propertyCarriers = []struct {
 			return &Connect{ProtocolName: "MQTT", Version: V5, CleanStart: true, ClientID: "c", Properties: p}
 		}},
 	{inWill,
-		func(pr []byte) []byte { return cat(h("00 04 'MQTT' 05 06 00 00 00 00 01 'c'"), vbi(pr), h("00 01 't' 00 00")) },
+		func(pr []byte) []byte {
+			return cat(h("00 04 'MQTT' 05 06 00 00 00 00 01 'c'"), vbi(pr), h("00 01 't' 00 00"))
+		},
 		func(p Properties) Packet {
 			return &Connect{ProtocolName: "MQTT", Version: V5, CleanStart: true, ClientID: "c",
 				Will: &Will{Topic: "t", Properties: p}}

@@ -192,10 +192,14 @@ func ParseACL(r io.Reader, name string) (*ACL, error) {
 // Allowed reports whether a client may have access to topic, with
 // Mosquitto 2.0's rules for acl_file:
 //
-//   - AccessSubscribe is always allowed: Mosquitto 2.0 does not check
-//     subscription filters against acl_file; what a subscriber receives is
-//     limited by the AccessRead check of each delivered topic (retained
-//     messages included).
+//   - AccessSubscribe checks the filter as if it were a topic needing read
+//     access, where a '#' level of the filter is only covered by a '#' of
+//     the rule: "topic read a/#" lets a client subscribe to "a/#" and
+//     "a/+/b", "topic read a/+" lets it subscribe to "a/+" but not "a/#",
+//     and "topic read a/b" does not let it subscribe to "a/#". Mosquitto
+//     2.0 does not check subscriptions at all; refusing in SUBACK what can
+//     never be delivered is what MQTT 5 clients expect (0x87). Delivery is
+//     still checked topic by topic with AccessRead.
 //   - The client's own list is checked first: the topic lines of its user
 //     section, or the anonymous section when it has no username. A matching
 //     deny rule there refuses; else a matching rule granting access allows.
@@ -211,9 +215,11 @@ func ParseACL(r io.Reader, name string) (*ACL, error) {
 //     or neither start with '$'; $SYS is otherwise an ordinary topic here.
 func (a *ACL) Allowed(clientID, username string, hasUsername bool, topic string, access broker.Access) bool {
 	if access == broker.AccessSubscribe {
-		return true
-	}
-	if topic == "" || strings.ContainsAny(topic, "+#") {
+		if topic == "" {
+			return false
+		}
+		access = broker.AccessRead
+	} else if topic == "" || strings.ContainsAny(topic, "+#") {
 		return false
 	}
 	own := &a.anon
@@ -262,6 +268,9 @@ func matchSubst(filter, topic string, s *subst) bool {
 			return true
 		}
 		t, trest, tmore := strings.Cut(topic, "/")
+		if t == "#" {
+			return false // a subscription's '#' is only covered by a rule's '#'
+		}
 		if f != "+" && !levelEqual(f, t, s) {
 			return false
 		}
@@ -334,6 +343,9 @@ func match(filter, topic string) bool {
 			return true
 		}
 		t, trest, tmore := strings.Cut(topic, "/")
+		if t == "#" {
+			return false // a subscription's '#' is only covered by a rule's '#'
+		}
 		if f != "+" && f != t {
 			return false
 		}

@@ -121,9 +121,18 @@ func TestACLAllowed(t *testing.T) {
 		{"username with /", client{id: "x", user: "a/b"}, "users/a/b/x", R, false},
 		{"dangerous id keeps user list", client{id: "a/b", user: "alice"}, "alice/x", R, true},
 
-		// Subscriptions are not checked by acl_file (Mosquitto 2.0).
-		{"subscribe allowed", anon, "nothing/#", S, true},
-		{"subscribe allowed for denied", alice, "alice/private/#", S, true},
+		// Subscriptions: the filter needs read access, '#' only covered by '#'.
+		{"subscribe without any rule", anon, "nothing/#", S, false},
+		{"subscribe under a denied tree", alice, "alice/private/#", S, false},
+		{"subscribe own tree", alice, "alice/#", S, true},
+		{"subscribe + inside own tree", alice, "alice/+/x", S, true},
+		{"subscribe # not covered by +", alice, "cmd/#", S, false},
+		{"subscribe to write-only", alice, "cmd/lamp/set", S, false},
+		{"subscribe public exact", anon, "public/news", S, true},
+		{"subscribe pattern %c", carol, "devices/c-carol/#", S, true},
+		{"subscribe pattern other id", carol, "devices/+/temp", S, false},
+		{"subscribe # everything", bob, "#", S, true},
+		{"subscribe $SYS not by #", bob, "$SYS/#", S, true},
 
 		// Topic names with wildcards never match.
 		{"wildcard in topic", bob, "a/+", W, false},
@@ -159,9 +168,9 @@ func TestACLEmptySections(t *testing.T) {
 	if !acl.Allowed("c", "", true, "p/", R) {
 		t.Error("%u with an empty username: want textual substitution as Mosquitto")
 	}
-	// An empty file denies everything but subscriptions.
+	// An empty file denies everything.
 	acl, _ = ParseACL(strings.NewReader(""), "acl")
-	if acl.Allowed("c", "u", true, "x", W) || !acl.Allowed("c", "u", true, "x", S) {
+	if acl.Allowed("c", "u", true, "x", W) || acl.Allowed("c", "u", true, "x", S) {
 		t.Error("empty ACL")
 	}
 }

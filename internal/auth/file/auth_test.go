@@ -96,7 +96,7 @@ func TestAuthorize(t *testing.T) {
 		topic  string
 		access broker.Access
 		want   bool
-	}{{"a/b", R, true}, {"a/b", W, false}, {"b", R, false}, {"b/#", S, true}} {
+	}{{"a/b", R, true}, {"a/b", W, false}, {"b", R, false}, {"b/#", S, false}, {"a/#", S, true}} {
 		if got := a.Authorize(context.Background(), c, tt.topic, tt.access); got != tt.want {
 			t.Errorf("Authorize(%q, %v) = %v, want %v", tt.topic, tt.access, got, tt.want)
 		}
