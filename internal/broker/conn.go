@@ -361,7 +361,7 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 			if c.opts.UpgradeOutgoingQoS {
 				qos = w.sub.qos
 			}
-			s.deliver(m, qos, true, ids, now) // [MQTT-3.3.1-8]
+			s.deliver(m, qos, true, ids, now, nil) // [MQTT-3.3.1-8]
 		}
 	}
 	return nil
@@ -506,8 +506,7 @@ func (c *conn) clientID() string {
 // sendPublish encodes one delivery for this connection. It returns false
 // when the message was dropped (too large for the client, or a QoS 0
 // message to a client whose write buffer is full).
-func (c *conn) sendPublish(msg *session.Message, qos byte, retain bool, subIDs []int, id uint16, dup bool, now time.Time) bool {
-	p := packet.Publish{Dup: dup, QoS: qos, Retain: retain, Topic: msg.Topic, PacketID: id, Payload: msg.Payload}
+func (c *conn) sendPublish(msg *session.Message, qos byte, retain bool, subIDs []int, id uint16, dup bool, now time.Time, ec *encCache) bool {
 	c.outMu.Lock()
 	defer c.outMu.Unlock()
 	if c.closing {
@@ -516,6 +515,23 @@ func (c *conn) sendPublish(msg *session.Message, qos byte, retain bool, subIDs [
 	if qos == 0 && c.out != nil && len(*c.out) > c.opts.MaxWriteBuffer {
 		return false
 	}
+	if ec != nil && !dup && len(subIDs) == 0 && !(c.aliasMaxOut > 0 && c.b.opts.OutgoingTopicAliases && c.version == packet.V5) {
+		if e := ec.get(c.version, qos, retain, now); e != nil {
+			buf := c.outBuf()
+			start := len(*buf)
+			out := append(*buf, e.buf...)
+			if qos > 0 {
+				out[start+e.idOff] = byte(id >> 8)
+				out[start+e.idOff+1] = byte(id)
+			}
+			if !c.appended(packet.PUBLISH, start, out, nil) {
+				return false
+			}
+			c.b.stats.pubSent.Add(1)
+			return true
+		}
+	}
+	p := packet.Publish{Dup: dup, QoS: qos, Retain: retain, Topic: msg.Topic, PacketID: id, Payload: msg.Payload}
 	var newAlias string
 	if c.version == packet.V5 {
 		p.Properties = msg.Properties

@@ -70,6 +70,7 @@ type sharedCand struct {
 }
 
 type matchScratch struct {
+	enc     encCache
 	idx     map[*sess]int
 	targets []target
 	groups  map[sharedGroup][]sharedCand
@@ -96,6 +97,7 @@ func (m *matchScratch) reset() {
 // sessions it went to. from is the publishing session (nil for the broker).
 func (b *Broker) route(msg *session.Message, from *sess, now time.Time) int {
 	sc := b.scratch.Get().(*matchScratch)
+	sc.enc.reset(msg)
 	upgrade := b.opts.UpgradeOutgoingQoS
 	b.subMu.RLock()
 	b.subs.Match(msg.Topic, func(_ string, s *sess, sub *subscription) {
@@ -132,7 +134,7 @@ func (b *Broker) route(msg *session.Message, from *sess, now time.Time) int {
 	n := 0
 	for i := range sc.targets {
 		t := &sc.targets[i]
-		if t.s.deliver(msg, t.qos, msg.Retain && t.rap, t.subIDs, now) {
+		if t.s.deliver(msg, t.qos, msg.Retain && t.rap, t.subIDs, now, &sc.enc) {
 			n++
 		}
 	}
@@ -140,18 +142,19 @@ func (b *Broker) route(msg *session.Message, from *sess, now time.Time) int {
 		if len(cands) == 0 {
 			continue
 		}
-		if b.deliverShared(msg, cands, upgrade, now) {
+		if b.deliverShared(msg, cands, upgrade, now, &sc.enc) {
 			n++
 		}
 	}
 	sc.reset()
+	sc.enc.msg = nil
 	b.scratch.Put(sc)
 	return n
 }
 
 // deliverShared gives msg to one member of a shared subscription group,
 // preferring connected members, round robin [MQTT-4.8.2].
-func (b *Broker) deliverShared(msg *session.Message, cands []sharedCand, upgrade bool, now time.Time) bool {
+func (b *Broker) deliverShared(msg *session.Message, cands []sharedCand, upgrade bool, now time.Time, ec *encCache) bool {
 	start := int(b.rr.Add(1) % uint64(len(cands)))
 	pick := func(online bool) bool {
 		for i := range cands {
@@ -167,7 +170,7 @@ func (b *Broker) deliverShared(msg *session.Message, cands []sharedCand, upgrade
 			if c.sub.subID > 0 {
 				ids = []int{c.sub.subID}
 			}
-			if c.s.deliver(msg, qos, msg.Retain && c.sub.rap, ids, now) {
+			if c.s.deliver(msg, qos, msg.Retain && c.sub.rap, ids, now, ec) {
 				return true
 			}
 		}

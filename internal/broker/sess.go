@@ -42,7 +42,7 @@ func (s *sess) online() bool {
 
 // deliver offers msg to the session; false when it was not taken (session
 // gone, not authorized, queue full, QoS 0 for an offline session).
-func (s *sess) deliver(msg *session.Message, qos byte, retain bool, subIDs []int, now time.Time) bool {
+func (s *sess) deliver(msg *session.Message, qos byte, retain bool, subIDs []int, now time.Time, ec *encCache) bool {
 	s.mu.Lock()
 	if s.gone {
 		s.mu.Unlock()
@@ -64,7 +64,7 @@ func (s *sess) deliver(msg *session.Message, qos byte, retain bool, subIDs []int
 	c := s.conn
 	if c != nil && qos == 0 && s.st.QueueLen() == 0 {
 		// fast path: nothing queued ahead, send directly without a Delivery
-		ok := c.sendPublish(msg, 0, retain, subIDs, 0, false, now)
+		ok := c.sendPublish(msg, 0, retain, subIDs, 0, false, now, ec)
 		s.mu.Unlock()
 		if !ok {
 			s.b.stats.pubDropped.Add(1)
@@ -79,17 +79,17 @@ func (s *sess) deliver(msg *session.Message, qos byte, retain bool, subIDs []int
 		return false
 	}
 	if send != nil {
-		s.sendLocked(send, now)
+		s.sendLocked(send, now, ec)
 	}
 	s.mu.Unlock()
 	return true
 }
 
 // sendLocked writes d to the connection. s.mu must be held and s.conn set.
-func (s *sess) sendLocked(d *session.Delivery, now time.Time) {
+func (s *sess) sendLocked(d *session.Delivery, now time.Time, ec *encCache) {
 	dup := d.Sent
 	d.Sent = true
-	if !s.conn.sendPublish(d.Msg, d.QoS, d.Retain, d.SubIDs, d.PacketID, dup, now) && d.QoS > 0 {
+	if !s.conn.sendPublish(d.Msg, d.QoS, d.Retain, d.SubIDs, d.PacketID, dup, now, ec) && d.QoS > 0 {
 		s.st.Forget(d.PacketID) // too large for the client: treated as delivered
 	}
 }
@@ -107,10 +107,10 @@ func (s *sess) pumpLocked(now time.Time) {
 		}
 		for _, d := range s.scratch {
 			if d.QoS == 0 {
-				s.conn.sendPublish(d.Msg, 0, d.Retain, d.SubIDs, 0, false, now)
+				s.conn.sendPublish(d.Msg, 0, d.Retain, d.SubIDs, 0, false, now, nil)
 				continue
 			}
-			s.sendLocked(d, now)
+			s.sendLocked(d, now, nil)
 		}
 		clear(s.scratch)
 	}
@@ -123,7 +123,7 @@ func (s *sess) resendLocked(now time.Time) {
 	for _, d := range s.st.Inflight(nil) {
 		switch d.State {
 		case session.AwaitPuback, session.AwaitPubrec:
-			s.sendLocked(d, now)
+			s.sendLocked(d, now, nil)
 		case session.AwaitPubcomp:
 			s.conn.send(&packet.Pubrel{PacketID: d.PacketID})
 		}
