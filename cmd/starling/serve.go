@@ -244,6 +244,9 @@ func (s *server) openListener(cfg *config.Config, l *config.Listener) (*listener
 	if aclFile != "" {
 		lo.Authorizer = a
 	}
+	if l.MaxQoS >= 0 && l.MaxQoS < 2 {
+		lo.MaxQoS = new(byte(l.MaxQoS))
+	}
 	ln, err := listener.New(lc)
 	if err != nil {
 		return nil, nil, err

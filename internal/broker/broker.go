@@ -111,6 +111,10 @@ type ListenerOptions struct {
 	UseSubjectAsUsername  bool
 	// PeerCertificates returns a connection's verified client certificates.
 	PeerCertificates func(net.Conn) []*x509.Certificate
+	// MaxQoS, when set, is the highest QoS this listener serves (max_qos):
+	// announced to MQTT 5 clients, subscriptions are granted at most this,
+	// and a PUBLISH or will above it is refused (0x9B).
+	MaxQoS *byte
 
 	conns atomic.Int64
 }
@@ -129,6 +133,7 @@ type Broker struct {
 
 	mu       sync.Mutex // guards sessions and listeners; lock order: mu, then sess.mu
 	sessions map[string]*sess
+	offline  map[*sess]struct{} // persistent sessions without a connection
 	lns      map[Listener]struct{}
 	conns    map[*conn]struct{}
 	closed   bool
@@ -163,6 +168,7 @@ func New(o Options) *Broker {
 		opts:     o,
 		log:      o.Logger,
 		sessions: make(map[string]*sess),
+		offline:  make(map[*sess]struct{}),
 		lns:      make(map[Listener]struct{}),
 		conns:    make(map[*conn]struct{}),
 		subs:     topic.NewTrie[*sess, *subscription](),

@@ -573,3 +573,40 @@ func TestMalformedPacketsCloseTheConnection(t *testing.T) {
 		})
 	}
 }
+
+func TestMQTT_3_2_2_9_MaximumQoSOfListener(t *testing.T) {
+	_, addr := startBroker(t, Options{}, &ListenerOptions{Name: "qos1", MaxQoS: new(byte(1))})
+	c := dialRaw(t, addr, packet.V5)
+	ack := c.connect(&packet.Connect{ClientID: "q", CleanStart: true})
+	if ack.Properties.MaximumQoS == nil || *ack.Properties.MaximumQoS != 1 {
+		t.Fatalf("maximum QoS not announced: %+v", ack.Properties)
+	}
+	if sa := c.subscribe(1, packet.Subscription{Filter: "q", QoS: 2}); sa.ReasonCodes[0] != packet.GrantedQoS1 {
+		t.Fatalf("granted %v, want QoS 1", sa.ReasonCodes)
+	}
+	c.send(&packet.Publish{Topic: "q", QoS: 2, PacketID: 1})
+	if d := c.expectClosed(); d == nil || d.ReasonCode != packet.QoSNotSupported {
+		t.Fatalf("want DISCONNECT 0x9B, got %+v", d)
+	}
+	w := dialRaw(t, addr, packet.V5)
+	if ack := w.connect(&packet.Connect{ClientID: "w", CleanStart: true, Will: &packet.Will{Topic: "x", QoS: 2}}); ack.ReasonCode != packet.QoSNotSupported {
+		t.Fatalf("will QoS 2: got %v", ack.ReasonCode)
+	}
+}
+
+func TestExpiredSessionIsRemoved(t *testing.T) {
+	b, addr := startBroker(t, Options{}, nil)
+	c := dialRaw(t, addr, packet.V5)
+	c.connect(&packet.Connect{ClientID: "short", Properties: packet.Properties{SessionExpiry: new(uint32(1))}})
+	c.subscribe(1, packet.Subscription{Filter: "x"})
+	c.send(&packet.Disconnect{})
+	c.expectClosed()
+	if st := b.Stats(); st.ClientsTotal != 1 || st.Subscriptions != 1 {
+		t.Fatalf("session gone too early: %+v", st)
+	}
+	eventually(t, func() bool { st := b.Stats(); return st.ClientsTotal == 0 && st.Subscriptions == 0 }, "session expiry")
+	c = dialRaw(t, addr, packet.V5)
+	if ack := c.connect(&packet.Connect{ClientID: "short"}); ack.SessionPresent {
+		t.Fatal("expired session reported present")
+	}
+}

@@ -107,9 +107,15 @@ func (c *conn) serve() error {
 	if err := c.handshake(); err != nil {
 		return err
 	}
+	var refreshed time.Time
 	for {
 		if c.keepAlive > 0 {
-			c.nc.SetReadDeadline(time.Now().Add(c.keepAlive * 3 / 2)) // [MQTT-3.1.2-24]
+			// [MQTT-3.1.2-24] within 1.5 x keep alive, refreshed at most
+			// every 100 ms so that a busy client does not pay for it per packet
+			if now := time.Now(); now.Sub(refreshed) > 100*time.Millisecond {
+				refreshed = now
+				c.nc.SetReadDeadline(now.Add(c.keepAlive * 3 / 2))
+			}
 		}
 		p, err := packet.ReadPacket(c.br, c.version, c.opts.MaxPacketSize)
 		if err != nil {
@@ -251,6 +257,9 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 	if p.Retain && !c.opts.RetainAvailable {
 		return fmt.Errorf("retain not available: %w", packet.RetainNotSupported) // [MQTT-3.3.1-13]
 	}
+	if m := c.lo.MaxQoS; m != nil && p.QoS > *m {
+		return fmt.Errorf("QoS %d above the listener's max_qos %d: %w", p.QoS, *m, packet.QoSNotSupported) // [MQTT-3.2.2-11]
+	}
 	s := c.s
 	if p.QoS == 2 {
 		s.mu.Lock()
@@ -327,6 +336,9 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 	var want []retainedFor
 	s := c.s
 	for i, ps := range p.Subscriptions {
+		if m := c.lo.MaxQoS; m != nil && ps.QoS > *m {
+			ps.QoS = *m
+		}
 		sub, rc := parseSubscription(ps, id)
 		if rc == packet.ProtocolError {
 			return fmt.Errorf("no local on a shared subscription: %w", rc)
@@ -417,8 +429,11 @@ func (c *conn) detach(cause error) {
 		if s.expiry == 0 && b.sessions[s.id] == s {
 			delete(b.sessions, s.id)
 			drop = true
-		} else if !b.opts.QueueQoS0 {
-			s.st.DropQoS0()
+		} else {
+			b.offline[s] = struct{}{}
+			if !b.opts.QueueQoS0 {
+				s.st.DropQoS0()
+			}
 		}
 	}
 	info, az := s.info, s.authz
@@ -736,6 +751,9 @@ func (c *conn) handshake() error {
 		if err := topic.ValidName(cp.Will.Topic); err != nil {
 			return c.refuse(packet.TopicNameInvalid, "invalid will topic")
 		}
+		if m := c.lo.MaxQoS; m != nil && cp.Will.QoS > *m {
+			return c.refuse(packet.QoSNotSupported, "will QoS above max_qos") // [MQTT-3.2.2-12]
+		}
 		if cp.Will.Retain && !o.RetainAvailable {
 			return c.refuse(packet.RetainNotSupported, "retain not available") // [MQTT-3.2.2-13]
 		}
@@ -836,6 +854,9 @@ func (c *conn) handshake() error {
 				continue
 			}
 		}
+		if s != nil {
+			delete(b.offline, s)
+		}
 		if s != nil && cp.CleanStart {
 			delete(b.sessions, clientID)
 			stale, s = s, nil
@@ -856,6 +877,9 @@ func (c *conn) handshake() error {
 		}
 		if !o.RetainAvailable {
 			pr.RetainAvailable = new(byte(0))
+		}
+		if m := c.lo.MaxQoS; m != nil && *m < 2 {
+			pr.MaximumQoS = new(*m)
 		}
 		if o.MaxPacketSize > 0 {
 			pr.MaximumPacketSize = new(uint32(o.MaxPacketSize))

@@ -203,8 +203,14 @@ func (b *Broker) sweep(now time.Time) {
 	var wills []dueWill
 	b.mu.Lock()
 	capd := b.opts.PersistentClientExpiration
-	for id, s := range b.sessions {
+	for s := range b.offline {
+		id := s.id
 		s.mu.Lock()
+		if s.conn != nil || s.gone {
+			delete(b.offline, s)
+			s.mu.Unlock()
+			continue
+		}
 		if s.will != nil && !s.willAt.IsZero() && s.conn == nil && !now.Before(s.willAt) {
 			wills = append(wills, dueWill{s.will, s.info, s.authz, s})
 			s.will, s.willAt = nil, time.Time{}
@@ -214,7 +220,10 @@ func (b *Broker) sweep(now time.Time) {
 				wills = append(wills, dueWill{s.will, s.info, s.authz, s})
 				s.will = nil
 			}
-			delete(b.sessions, id)
+			if b.sessions[id] == s {
+				delete(b.sessions, id)
+			}
+			delete(b.offline, s)
 			dead = append(dead, s)
 		}
 		s.mu.Unlock()
