@@ -24,6 +24,8 @@ type conn struct {
 	nc   net.Conn
 	lo   *ListenerOptions
 	br   *idleReader
+	rd   *packet.Reader
+	eph  session.Message // the message being routed, for QoS 0 without retain
 	opts Options // snapshot at accept
 
 	// set during CONNECT, then read-only
@@ -67,6 +69,7 @@ func newConn(b *Broker, nc net.Conn, lo *ListenerOptions) *conn {
 		cleaned: make(chan struct{}),
 	}
 	c.br = &idleReader{src: countingReader{nc, b}}
+	c.rd = packet.NewReader(c.br)
 	return c
 }
 
@@ -117,7 +120,7 @@ func (c *conn) serve() error {
 				c.nc.SetReadDeadline(now.Add(c.keepAlive * 3 / 2))
 			}
 		}
-		p, err := packet.ReadPacket(c.br, c.version, c.opts.MaxPacketSize)
+		p, err := c.rd.ReadPacket(c.version, c.opts.MaxPacketSize)
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				c.kick(packet.KeepAliveTimeout)
@@ -306,11 +309,21 @@ func (c *conn) accept(p *packet.Publish) packet.ReasonCode {
 		return packet.NotAuthorized
 	}
 	now := time.Now()
-	msg := newMessage(p, c.info.ClientID, now)
-	if p.Retain {
-		c.b.retain(msg)
+	var n int
+	if p.QoS == 0 && !p.Retain {
+		// p and its payload are reused by the next read: route a message
+		// that lives in the connection, copied only if a session keeps it
+		fillMessage(&c.eph, p, c.info.ClientID, now)
+		n = c.b.routeEphemeral(&c.eph, c.s, now)
+		c.eph = session.Message{}
+	} else {
+		msg := newMessage(p, c.info.ClientID, now)
+		if p.Retain {
+			c.b.retain(msg)
+		}
+		n = c.b.route(msg, c.s, now)
 	}
-	if c.b.route(msg, c.s, now) == 0 {
+	if n == 0 {
 		return packet.NoMatchingSubscribers
 	}
 	return packet.Success
@@ -708,7 +721,7 @@ func (c *conn) refuse(rc packet.ReasonCode, reason string) error {
 
 func (c *conn) handshake() error {
 	c.nc.SetReadDeadline(time.Now().Add(c.opts.ConnectTimeout))
-	p, err := packet.ReadPacket(c.br, 0, c.opts.MaxPacketSize)
+	p, err := c.rd.ReadPacket(0, c.opts.MaxPacketSize)
 	if err != nil {
 		if cp, ok := p.(*packet.Connect); ok && errors.Is(err, packet.UnsupportedProtocolVersion) {
 			// answer in 3.1.1 form: return code 1 [MQTT-3.1.2-2]

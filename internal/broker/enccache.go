@@ -14,9 +14,23 @@ import (
 // outgoing topic aliases, DUP) are encoded on their own. It is owned by one
 // route call at a time.
 type encCache struct {
-	msg *session.Message
-	n   int
-	e   [6]encoded
+	msg       *session.Message
+	ephemeral bool             // msg's memory is reused after the route
+	stable    *session.Message // msg's copy, once one was needed
+	n         int
+	e         [6]encoded
+}
+
+// keep returns the message to store in a session: msg itself, or when it is
+// ephemeral, a copy made on first use and shared by every session.
+func (ec *encCache) keep() *session.Message {
+	if !ec.ephemeral {
+		return ec.msg
+	}
+	if ec.stable == nil {
+		ec.stable = stableCopy(ec.msg)
+	}
+	return ec.stable
 }
 
 type encoded struct {
@@ -30,6 +44,8 @@ type encoded struct {
 
 func (ec *encCache) reset(msg *session.Message) {
 	ec.msg = msg
+	ec.stable = nil
+	ec.ephemeral = false
 	for i := range ec.n {
 		ec.e[i].buf = ec.e[i].buf[:0]
 		if cap(ec.e[i].buf) > 64<<10 {

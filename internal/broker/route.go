@@ -21,16 +21,24 @@ type subscription struct {
 	subID   int
 }
 
-// newMessage builds the routed form of a PUBLISH.
+// newMessage builds the routed form of a PUBLISH, copying what p shares
+// with a read buffer.
 func newMessage(p *packet.Publish, origin string, now time.Time) *session.Message {
-	m := &session.Message{
+	m := &session.Message{}
+	fillMessage(m, p, origin, now)
+	return stableCopy(m)
+}
+
+// fillMessage sets m from p without copying p's payload.
+func fillMessage(m *session.Message, p *packet.Publish, origin string, now time.Time) {
+	*m = session.Message{
 		Topic:   p.Topic,
 		Payload: p.Payload,
 		QoS:     p.QoS,
 		Retain:  p.Retain,
 		Origin:  origin,
 	}
-	pr := p.Properties
+	pr := &p.Properties
 	if pr.PayloadFormat != nil || pr.ContentType != "" || pr.ResponseTopic != "" ||
 		pr.CorrelationData != nil || pr.User != nil {
 		m.Properties = packet.Properties{
@@ -48,7 +56,22 @@ func newMessage(p *packet.Publish, origin string, now time.Time) *session.Messag
 	for _, u := range pr.User {
 		m.Size += len(u.Key) + len(u.Value)
 	}
-	return m
+}
+
+// stableCopy returns m with its payload and correlation data in memory of
+// their own, so the message may outlive the buffer it was read into.
+func stableCopy(m *session.Message) *session.Message {
+	c := *m
+	if m.Payload != nil {
+		c.Payload = append([]byte(nil), m.Payload...)
+	}
+	if m.Properties.CorrelationData != nil {
+		c.Properties.CorrelationData = append([]byte{}, m.Properties.CorrelationData...)
+	}
+	if m.Properties.User != nil {
+		c.Properties.User = append([]packet.UserProperty(nil), m.Properties.User...)
+	}
+	return &c
 }
 
 // target is one session a message goes to, after overlapping subscriptions
@@ -96,8 +119,19 @@ func (m *matchScratch) reset() {
 // route delivers msg to every matching subscription and returns how many
 // sessions it went to. from is the publishing session (nil for the broker).
 func (b *Broker) route(msg *session.Message, from *sess, now time.Time) int {
+	return b.routeMsg(msg, from, now, false)
+}
+
+// routeEphemeral routes a message whose memory is reused once it returns:
+// a session that keeps it (queued, inflight) gets a copy, made once.
+func (b *Broker) routeEphemeral(msg *session.Message, from *sess, now time.Time) int {
+	return b.routeMsg(msg, from, now, true)
+}
+
+func (b *Broker) routeMsg(msg *session.Message, from *sess, now time.Time, ephemeral bool) int {
 	sc := b.scratch.Get().(*matchScratch)
 	sc.enc.reset(msg)
+	sc.enc.ephemeral = ephemeral
 	upgrade := b.opts.UpgradeOutgoingQoS
 	b.subMu.RLock()
 	b.subs.Match(msg.Topic, func(_ string, s *sess, sub *subscription) {
@@ -147,7 +181,7 @@ func (b *Broker) route(msg *session.Message, from *sess, now time.Time) int {
 		}
 	}
 	sc.reset()
-	sc.enc.msg = nil
+	sc.enc.msg, sc.enc.stable = nil, nil
 	b.scratch.Put(sc)
 	return n
 }

@@ -71,6 +71,9 @@ func (s *sess) deliver(msg *session.Message, qos byte, retain bool, subIDs []int
 		}
 		return ok
 	}
+	if ec != nil {
+		msg = ec.keep() // the session may keep it: never an ephemeral one
+	}
 	d := &session.Delivery{Msg: msg, QoS: qos, Retain: retain, SubIDs: subIDs}
 	send, err := s.st.Offer(d, c != nil, now)
 	if err != nil {

@@ -677,6 +677,23 @@ func TestVectorsReadPacket(t *testing.T) {
 			}
 			for name, r := range readers {
 				got, err := ReadPacket(r, tc.v, 0)
+				// the reusing Reader must decode exactly the same, twice in a row
+				for i := range 2 {
+					in := tc.raw
+					if err == nil {
+						in = append(append([]byte(nil), tc.raw...), tc.raw...)
+					} else if i > 0 {
+						break
+					}
+					rd := NewReader(bufio.NewReader(bytes.NewReader(in)))
+					rd.topic = "t" // a stale cached topic must not leak into the result
+					for range i + 1 {
+						rgot, rerr := rd.ReadPacket(tc.v, 0)
+						if (rerr == nil) != (err == nil) || (err == nil && !reflect.DeepEqual(rgot, got)) {
+							t.Errorf("%s: Reader.ReadPacket = %#v, %v; ReadPacket = %#v, %v", name, rgot, rerr, got, err)
+						}
+					}
+				}
 				if tc.err != nil {
 					if !errors.Is(err, tc.err) {
 						t.Errorf("%s: err = %v, want %v", name, err, tc.err)

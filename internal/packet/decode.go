@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -28,29 +29,42 @@ import (
 // stream inside a packet returns an error wrapping io.ErrUnexpectedEOF.
 // Other errors wrap a ReasonCode (see Decode).
 func ReadPacket(r io.Reader, v Version, maxSize int) (Packet, error) {
+	first, remaining, err := readHeader(r, v, maxSize)
+	if err != nil {
+		return nil, err
+	}
+	body, err := readBody(r, remaining)
+	if err != nil {
+		return nil, bodyErr(first, remaining, err)
+	}
+	return decodeBody(first, body, v)
+}
+
+// readHeader reads the fixed header and checks the packet's size.
+func readHeader(r io.Reader, v Version, maxSize int) (first byte, remaining int, err error) {
 	br, ok := r.(io.ByteReader)
 	if !ok {
 		br = &byteReader{r: r}
 	}
-	first, err := br.ReadByte()
+	first, err = br.ReadByte()
 	if err != nil {
-		return nil, err
+		return 0, 0, err
 	}
 	if err := checkFirst(first, v); err != nil {
-		return nil, err
+		return 0, 0, err
 	}
-	remaining, size := 0, 0
+	size := 0
 	for i := 0; size == 0; i++ {
 		b, err := br.ReadByte()
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
 			}
-			return nil, fmt.Errorf("packet: %s: reading remaining length: %w", Type(first>>4), err)
+			return 0, 0, fmt.Errorf("packet: %s: reading remaining length: %w", Type(first>>4), err)
 		}
 		var done bool
 		if remaining, done, err = addVarintByte(remaining, i, b); err != nil {
-			return nil, fmt.Errorf("packet: %s: remaining length: %w", Type(first>>4), err)
+			return 0, 0, fmt.Errorf("packet: %s: remaining length: %w", Type(first>>4), err)
 		}
 		if done {
 			size = i + 2
@@ -58,17 +72,80 @@ func ReadPacket(r io.Reader, v Version, maxSize int) (Packet, error) {
 	}
 	total := size + remaining
 	if maxSize > 0 && total > maxSize {
-		return nil, fmt.Errorf("packet: %s of %d bytes exceeds the maximum packet size %d: %w",
+		return 0, 0, fmt.Errorf("packet: %s of %d bytes exceeds the maximum packet size %d: %w",
 			Type(first>>4), total, maxSize, PacketTooLarge)
 	}
-	body, err := readBody(r, remaining)
-	if err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
-		}
-		return nil, fmt.Errorf("packet: %s: reading %d byte body: %w", Type(first>>4), remaining, err)
+	return first, remaining, nil
+}
+
+func bodyErr(first byte, remaining int, err error) error {
+	if errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
 	}
-	return decodeBody(first, body, v)
+	return fmt.Errorf("packet: %s: reading %d byte body: %w", Type(first>>4), remaining, err)
+}
+
+// Reader reads the packets of one connection and reuses what it can: a
+// PUBLISH it returns, its Topic, Payload and every other field, is valid
+// only until the next call of ReadPacket, which may overwrite it. A topic
+// name equal to the previous one is not allocated again. Other packet types
+// are allocated afresh, as by the function ReadPacket. The body buffer is
+// given back to a pool before ReadPacket waits for the next packet, so an
+// idle connection holds none. A Reader is used by one goroutine.
+type Reader struct {
+	r     io.Reader
+	pool  *sync.Pool
+	body  *[]byte
+	pub   Publish
+	topic string
+}
+
+var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// maxPooledBody is the largest PUBLISH body read into a pooled buffer.
+const maxPooledBody = 16 << 10
+
+// NewReader returns a Reader of r (wrap a net.Conn in something with
+// ReadByte, such as bufio.Reader).
+func NewReader(r io.Reader) *Reader {
+	return &Reader{r: r, pool: &bodyPool}
+}
+
+// ReadPacket reads one packet as the function ReadPacket does, reusing the
+// Reader's PUBLISH and buffers.
+func (rd *Reader) ReadPacket(v Version, maxSize int) (Packet, error) {
+	if rd.body != nil {
+		rd.pool.Put(rd.body)
+		rd.body = nil
+	}
+	rd.pub.Payload = nil
+	rd.pub.Properties = Properties{}
+	first, remaining, err := readHeader(rd.r, v, maxSize)
+	if err != nil {
+		return nil, err
+	}
+	if Type(first>>4) != PUBLISH || remaining > maxPooledBody {
+		body, err := readBody(rd.r, remaining)
+		if err != nil {
+			return nil, bodyErr(first, remaining, err)
+		}
+		return decodeBody(first, body, v)
+	}
+	bp := rd.pool.Get().(*[]byte)
+	if cap(*bp) < remaining {
+		*bp = make([]byte, remaining)
+	}
+	body := (*bp)[:remaining]
+	rd.body = bp
+	if _, err := io.ReadFull(rd.r, body); err != nil {
+		return nil, bodyErr(first, remaining, err)
+	}
+	d := decoder{b: body}
+	d.publishInto(&rd.pub, first, v, &rd.topic)
+	if d.err != nil {
+		return nil, fmt.Errorf("packet: PUBLISH: %w", d.err)
+	}
+	return &rd.pub, nil
 }
 
 // byteReader reads single bytes from an io.Reader that has no ReadByte.
@@ -516,12 +593,37 @@ func (d *decoder) connack(v Version) *Connack {
 }
 
 func (d *decoder) publish(first byte, v Version) *Publish {
-	p := &Publish{Dup: first&0x08 != 0, QoS: first >> 1 & 0x03, Retain: first&0x01 != 0}
-	if p.Dup && p.QoS == 0 && v != V31 {
-		d.fail(malformed("DUP set on a QoS 0 message")) // [MQTT-3.3.1-2]
+	p := &Publish{}
+	d.publishInto(p, first, v, nil)
+	if d.err != nil {
 		return nil
 	}
-	p.Topic = d.str() // [MQTT-3.3.2-1]
+	return p
+}
+
+// publishInto decodes a PUBLISH into p. When last is not nil and the topic
+// name equals *last, that string is reused instead of a new one.
+func (d *decoder) publishInto(p *Publish, first byte, v Version, last *string) {
+	*p = Publish{Dup: first&0x08 != 0, QoS: first >> 1 & 0x03, Retain: first&0x01 != 0}
+	if p.Dup && p.QoS == 0 && v != V31 {
+		d.fail(malformed("DUP set on a QoS 0 message")) // [MQTT-3.3.1-2]
+		return
+	}
+	if last == nil {
+		p.Topic = d.str() // [MQTT-3.3.2-1]
+	} else {
+		b := d.bin()
+		switch {
+		case d.err != nil:
+		case string(b) == *last:
+			p.Topic = *last
+		case !validUTF8(b):
+			d.fail(malformed("string is not well-formed UTF-8 or contains U+0000"))
+		default:
+			p.Topic = string(b)
+			*last = p.Topic
+		}
+	}
 	if p.QoS > 0 {
 		p.PacketID = d.u16()
 		if d.err == nil && p.PacketID == 0 {
@@ -537,10 +639,6 @@ func (d *decoder) publish(first byte, v Version) *Publish {
 		}
 	}
 	p.Payload = d.rest()
-	if d.err != nil {
-		return nil
-	}
-	return p
 }
 
 // ack decodes PUBACK, PUBREC, PUBREL and PUBCOMP. In MQTT 5 a remaining

@@ -28,6 +28,10 @@ func FuzzDecode(f *testing.F) {
 		p, n, err := Decode(data, v)
 
 		rp, rerr := ReadPacket(bytes.NewReader(data), v, 0)
+		rd := NewReader(bytes.NewReader(data))
+		if xp, xerr := rd.ReadPacket(v, 0); (xerr == nil) != (rerr == nil) || (rerr == nil && !reflect.DeepEqual(xp, rp)) {
+			t.Fatalf("Reader.ReadPacket = %#v, %v; ReadPacket = %#v, %v", xp, xerr, rp, rerr)
+		}
 		switch {
 		case err == nil:
 			if rerr != nil || !reflect.DeepEqual(p, rp) {
