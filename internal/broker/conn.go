@@ -26,7 +26,7 @@ type conn struct {
 	br   *idleReader
 	rd   *packet.Reader
 	eph  session.Message // the message being routed, for QoS 0 without retain
-	opts Options // snapshot at accept
+	opts Options         // snapshot at accept
 
 	// set during CONNECT, then read-only
 	version   packet.Version
