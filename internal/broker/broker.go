@@ -68,6 +68,9 @@ type Options struct {
 	Version string
 	// Logger receives the broker's logs; nil discards them.
 	Logger *slog.Logger
+	// Store keeps persistent sessions and retained messages; nil keeps
+	// them in memory only. Call Load before Serve when it is set.
+	Store Store
 }
 
 func (o *Options) setDefaults() {
@@ -149,6 +152,9 @@ type Broker struct {
 
 	scratch sync.Pool
 
+	store      Store
+	storeErrAt atomic.Int64 // unix nanoseconds of the last logged store failure
+
 	stats stats
 	start time.Time
 
@@ -176,6 +182,7 @@ func New(o Options) *Broker {
 		retained: topic.NewNames[*session.Message](),
 		start:    time.Now(),
 		quit:     make(chan struct{}),
+		store:    o.Store,
 	}
 	b.scratch.New = func() any { return newMatchScratch() }
 	b.wg.Add(1)
@@ -302,11 +309,8 @@ func (b *Broker) Publish(ctx context.Context, p *packet.Publish) error {
 	}
 	now := time.Now()
 	msg := newMessage(p, "", now)
-	if p.Retain {
-		b.retain(msg)
-	}
-	b.route(msg, nil, now)
-	return nil
+	_, err := b.routeMsg(msg, nil, now, false, inbound{retain: p.Retain})
+	return err
 }
 
 // Stats is a snapshot of the broker's counters.

@@ -39,6 +39,7 @@ type conn struct {
 	requestProbInfo bool
 
 	// reader-owned state
+	batch     Batch // store writes of this connection's requests
 	inAliases map[uint16]string
 	graceful  bool // normal DISCONNECT received: no will
 	sendWill  bool // DISCONNECT 0x04
@@ -148,13 +149,20 @@ func (c *conn) handle(p packet.Packet) error {
 	case *packet.Publish:
 		return c.handlePublish(p)
 	case *packet.Puback:
-		return c.ack(p.PacketID, func(st *session.Session) error { return st.Puback(p.PacketID) })
+		return c.ack(p.PacketID, func(st *session.Session) (*session.Delivery, error) { return st.Puback(p.PacketID) })
 	case *packet.Pubrec:
 		return c.handlePubrec(p)
 	case *packet.Pubrel:
 		c.s.mu.Lock()
 		known := c.s.st.Pubrel(p.PacketID)
+		if known && c.s.durableLocked() {
+			c.batch.DeleteIncoming(c.s.id, p.PacketID)
+		}
 		c.s.mu.Unlock()
+		// the id may be reused after PUBCOMP: forget it durably first
+		if err := c.b.apply(&c.batch, true); err != nil {
+			return fmt.Errorf("%v: %w", err, packet.UnspecifiedError)
+		}
 		rc := packet.Success
 		if !known {
 			rc = packet.PacketIdentifierNotFound
@@ -162,7 +170,7 @@ func (c *conn) handle(p packet.Packet) error {
 		c.send(&packet.Pubcomp{PacketID: p.PacketID, ReasonCode: rc})
 		return nil
 	case *packet.Pubcomp:
-		return c.ack(p.PacketID, func(st *session.Session) error { return st.Pubcomp(p.PacketID) })
+		return c.ack(p.PacketID, func(st *session.Session) (*session.Delivery, error) { return st.Pubcomp(p.PacketID) })
 	case *packet.Subscribe:
 		return c.handleSubscribe(p)
 	case *packet.Unsubscribe:
@@ -182,14 +190,20 @@ func (c *conn) handle(p packet.Packet) error {
 }
 
 // ack applies an acknowledgement and refills the window.
-func (c *conn) ack(id uint16, f func(*session.Session) error) error {
+func (c *conn) ack(id uint16, f func(*session.Session) (*session.Delivery, error)) error {
 	s := c.s
 	s.mu.Lock()
-	err := f(s.st)
+	d, err := f(s.st)
 	if err == nil {
-		s.pumpLocked(time.Now())
+		var batch *Batch
+		if s.durableLocked() {
+			batch = &c.batch
+			batch.DeleteDelivery(s.id, d.Seq)
+		}
+		s.pumpLocked(time.Now(), batch)
 	}
 	s.mu.Unlock()
+	c.b.apply(&c.batch, false) // a lost delete only means a redelivery
 	if err != nil {
 		// an ack for an unknown id is ignored, as clients may repeat them
 		c.b.log.Debug("unexpected acknowledgement", "client_id", c.info.ClientID, "packet_id", id, "err", err)
@@ -200,11 +214,21 @@ func (c *conn) ack(id uint16, f func(*session.Session) error) error {
 func (c *conn) handlePubrec(p *packet.Pubrec) error {
 	s := c.s
 	s.mu.Lock()
-	release, err := s.st.Pubrec(p.PacketID, p.ReasonCode.IsError())
-	if !release {
-		s.pumpLocked(time.Now())
+	d, release, err := s.st.Pubrec(p.PacketID, p.ReasonCode.IsError())
+	var batch *Batch
+	if err == nil && s.durableLocked() {
+		batch = &c.batch
+		if release {
+			batch.PutDelivery(s.id, deliveryRecord(d))
+		} else {
+			batch.DeleteDelivery(s.id, d.Seq)
+		}
+	}
+	if err == nil && !release {
+		s.pumpLocked(time.Now(), batch)
 	}
 	s.mu.Unlock()
+	c.b.apply(&c.batch, false)
 	switch {
 	case err != nil:
 		c.send(&packet.Pubrel{PacketID: p.PacketID, ReasonCode: packet.PacketIdentifierNotFound})
@@ -279,6 +303,9 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 		}
 	}
 	rc := c.accept(p)
+	if rc == packet.UnspecifiedError && c.version != packet.V5 {
+		return fmt.Errorf("message not stored: %w", rc) // 3.1.1 has no way to say so but to close
+	}
 	switch p.QoS {
 	case 1:
 		c.send(&packet.Puback{PacketID: p.PacketID, ReasonCode: rc})
@@ -309,21 +336,24 @@ func (c *conn) accept(p *packet.Publish) packet.ReasonCode {
 		return packet.NotAuthorized
 	}
 	now := time.Now()
-	var n int
-	if p.QoS == 0 && !p.Retain {
-		// p and its payload are reused by the next read: route a message
-		// that lives in the connection, copied only if a session keeps it
-		fillMessage(&c.eph, p, c.info.ClientID, now)
-		n = c.b.routeEphemeral(&c.eph, c.s, now)
-		c.eph = session.Message{}
-	} else {
-		msg := newMessage(p, c.info.ClientID, now)
-		if p.Retain {
-			c.b.retain(msg)
+	in := inbound{retain: p.Retain}
+	if p.QoS == 2 {
+		c.s.mu.Lock()
+		if c.s.durableLocked() {
+			in.clientID, in.qos2ID = c.s.id, p.PacketID
 		}
-		n = c.b.route(msg, c.s, now)
+		c.s.mu.Unlock()
 	}
-	if n == 0 {
+	// p and its payload are reused by the next read: route a message that
+	// lives in the connection, copied only if a session or the retained
+	// store keeps it
+	fillMessage(&c.eph, p, c.info.ClientID, now)
+	n, err := c.b.routeMsg(&c.eph, c.s, now, true, in)
+	c.eph = session.Message{}
+	switch {
+	case err != nil:
+		return packet.UnspecifiedError
+	case n == 0:
 		return packet.NoMatchingSubscribers
 	}
 	return packet.Success
@@ -369,11 +399,18 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 		}
 		_, existed := s.subs[sub.filter]
 		s.subs[sub.filter] = sub
+		if s.durableLocked() {
+			c.batch.PutSubscription(s.id, subscriptionRecord(sub))
+		}
 		s.mu.Unlock()
 		c.b.addSubscription(s, sub)
 		if sub.group == "" && (sub.rh == 0 || (sub.rh == 1 && !existed)) { // [MQTT-3.3.1-9..11]
 			want = append(want, retainedFor{sub})
 		}
+	}
+	// a SUBACK promises the subscriptions: stored first
+	if err := c.b.apply(&c.batch, true); err != nil {
+		return fmt.Errorf("subscriptions not stored: %v: %w", err, packet.UnspecifiedError)
 	}
 	c.send(&packet.Suback{PacketID: p.PacketID, ReasonCodes: codes})
 	for _, w := range want {
@@ -400,6 +437,9 @@ func (c *conn) handleUnsubscribe(p *packet.Unsubscribe) error {
 		sub, ok := s.subs[f]
 		if ok {
 			delete(s.subs, f)
+			if s.durableLocked() {
+				c.batch.DeleteSubscription(s.id, f)
+			}
 		}
 		s.mu.Unlock()
 		if !ok {
@@ -407,6 +447,9 @@ func (c *conn) handleUnsubscribe(p *packet.Unsubscribe) error {
 			continue
 		}
 		c.b.removeSubscription(s, sub)
+	}
+	if err := c.b.apply(&c.batch, true); err != nil {
+		return fmt.Errorf("unsubscribe not stored: %v: %w", err, packet.UnspecifiedError)
 	}
 	c.send(&packet.Unsuback{PacketID: p.PacketID, ReasonCodes: codes})
 	return nil
@@ -442,15 +485,22 @@ func (c *conn) detach(cause error) {
 		if s.expiry == 0 && b.sessions[s.id] == s {
 			delete(b.sessions, s.id)
 			drop = true
+			if b.store != nil {
+				c.batch.DeleteSession(s.id) // it may have been durable before
+			}
 		} else {
 			b.offline[s] = struct{}{}
 			if !b.opts.QueueQoS0 {
 				s.st.DropQoS0()
 			}
+			if s.durableLocked() {
+				c.batch.PutSession(s.sessionRecordLocked())
+			}
 		}
 	}
 	info, az := s.info, s.authz
 	s.mu.Unlock()
+	b.apply(&c.batch, false) // under b.mu: ordered with the next claim of the id
 	b.mu.Unlock()
 	if will != nil {
 		b.publishWill(will, info, az, s)
@@ -920,9 +970,20 @@ func (c *conn) handshake() error {
 	}
 	s.conn = c
 	c.s = s
+	var batch *Batch
+	if b.store != nil {
+		if stale != nil {
+			c.batch.DeleteSession(clientID)
+		}
+		if s.durableLocked() {
+			batch = &c.batch
+			batch.PutSession(s.sessionRecordLocked())
+		}
+	}
 	c.send(ack)
-	s.resendLocked(now)
+	s.resendLocked(now, batch)
 	s.mu.Unlock()
+	b.apply(&c.batch, false) // under b.mu: ordered with other claims of the id
 	b.mu.Unlock()
 	n := b.stats.connected.Add(1)
 	for {

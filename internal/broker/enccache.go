@@ -14,6 +14,10 @@ import (
 // outgoing topic aliases, DUP) are encoded on their own. It is owned by one
 // route call at a time.
 type encCache struct {
+	batch   *Batch        // store writes of this route; nil without a store
+	pending []pendingSend // stored deliveries to send once the batch is durable
+	added   []pendingSend // every stored delivery, taken back if the write fails
+
 	msg       *session.Message
 	ephemeral bool             // msg's memory is reused after the route
 	stable    *session.Message // msg's copy, once one was needed
@@ -31,6 +35,12 @@ func (ec *encCache) keep() *session.Message {
 		ec.stable = stableCopy(ec.msg)
 	}
 	return ec.stable
+}
+
+// pendingSend is a delivery given to a durable session during a route.
+type pendingSend struct {
+	s *sess
+	d *session.Delivery
 }
 
 type encoded struct {

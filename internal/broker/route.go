@@ -94,6 +94,7 @@ type sharedCand struct {
 
 type matchScratch struct {
 	enc     encCache
+	batch   Batch
 	idx     map[*sess]int
 	targets []target
 	groups  map[sharedGroup][]sharedCand
@@ -119,19 +120,47 @@ func (m *matchScratch) reset() {
 // route delivers msg to every matching subscription and returns how many
 // sessions it went to. from is the publishing session (nil for the broker).
 func (b *Broker) route(msg *session.Message, from *sess, now time.Time) int {
-	return b.routeMsg(msg, from, now, false)
+	n, _ := b.routeMsg(msg, from, now, false, inbound{})
+	return n
 }
 
-// routeEphemeral routes a message whose memory is reused once it returns:
-// a session that keeps it (queued, inflight) gets a copy, made once.
-func (b *Broker) routeEphemeral(msg *session.Message, from *sess, now time.Time) int {
-	return b.routeMsg(msg, from, now, true)
+// inbound is what the store must learn with a routed message, in the same
+// write as its deliveries.
+type inbound struct {
+	retain   bool   // store msg as the topic's retained message
+	clientID string // the publisher, when its session is durable
+	qos2ID   uint16 // an incoming QoS 2 packet id to record for clientID
 }
 
-func (b *Broker) routeMsg(msg *session.Message, from *sess, now time.Time, ephemeral bool) int {
+// routeMsg delivers msg to every matching subscription. With a store, the
+// deliveries to durable sessions (and the retained message and incoming
+// QoS 2 id of in) are written in one batch, synced when msg.QoS > 0, and
+// those deliveries are sent only once the write is done; if it fails they
+// are taken back and the error returned, so that nothing is acknowledged
+// that was not stored. An ephemeral msg's memory is reused once routeMsg
+// returns: a session that keeps it gets a copy, made once.
+func (b *Broker) routeMsg(msg *session.Message, from *sess, now time.Time, ephemeral bool, in inbound) (int, error) {
 	sc := b.scratch.Get().(*matchScratch)
 	sc.enc.reset(msg)
 	sc.enc.ephemeral = ephemeral
+	if b.store != nil {
+		sc.enc.batch = &sc.batch
+		if in.qos2ID != 0 && in.clientID != "" {
+			sc.batch.PutIncoming(in.clientID, in.qos2ID)
+		}
+	}
+	if in.retain {
+		m := sc.enc.keep()
+		b.retain(m)
+		if b.store != nil && persistRetained(m.Topic) {
+			if len(m.Payload) == 0 {
+				sc.batch.DeleteRetained(m.Topic)
+			} else {
+				r := messageRecord(m)
+				sc.batch.PutRetained(&r)
+			}
+		}
+	}
 	upgrade := b.opts.UpgradeOutgoingQoS
 	b.subMu.RLock()
 	b.subs.Match(msg.Topic, func(_ string, s *sess, sub *subscription) {
@@ -180,10 +209,41 @@ func (b *Broker) routeMsg(msg *session.Message, from *sess, now time.Time, ephem
 			n++
 		}
 	}
+	err := b.finishRoute(&sc.enc, msg.QoS > 0, now)
 	sc.reset()
-	sc.enc.msg, sc.enc.stable = nil, nil
 	b.scratch.Put(sc)
-	return n
+	return n, err
+}
+
+// finishRoute writes the route's batch, then sends the stored deliveries,
+// or takes them back if the write failed.
+func (b *Broker) finishRoute(ec *encCache, sync bool, now time.Time) error {
+	var err error
+	if ec.batch != nil {
+		err = b.apply(ec.batch, sync)
+	}
+	if err != nil {
+		for _, a := range ec.added {
+			a.s.mu.Lock()
+			a.s.st.Cancel(a.d)
+			a.s.mu.Unlock()
+		}
+	} else {
+		for _, p := range ec.pending {
+			p.s.mu.Lock()
+			if p.s.conn != nil && !p.d.Sent && p.s.st.IsInflight(p.d) {
+				p.s.sendLocked(p.d, now, ec)
+			}
+			p.s.mu.Unlock()
+		}
+	}
+	clear(ec.pending)
+	ec.pending = ec.pending[:0]
+	clear(ec.added)
+	ec.added = ec.added[:0]
+	ec.batch = nil
+	ec.msg, ec.stable = nil, nil
+	return err
 }
 
 // deliverShared gives msg to one member of a shared subscription group,

@@ -81,6 +81,16 @@ func (s *sess) deliver(msg *session.Message, qos byte, retain bool, subIDs []int
 		s.b.stats.pubDropped.Add(1)
 		return false
 	}
+	if ec != nil && ec.batch != nil && s.durableLocked() && s.st.Holds(d) {
+		ec.batch.PutDelivery(s.id, deliveryRecord(d))
+		ec.added = append(ec.added, pendingSend{s, d})
+		if send != nil {
+			// sent once the store has it, so that an acknowledgement
+			// never overtakes the record it deletes
+			ec.pending = append(ec.pending, pendingSend{s, d})
+			send = nil
+		}
+	}
 	if send != nil {
 		s.sendLocked(send, now, ec)
 	}
@@ -97,9 +107,9 @@ func (s *sess) sendLocked(d *session.Delivery, now time.Time, ec *encCache) {
 	}
 }
 
-// pumpLocked sends queued deliveries while the window has room. s.mu must
-// be held.
-func (s *sess) pumpLocked(now time.Time) {
+// pumpLocked sends queued deliveries while the window has room, recording
+// their new state in batch when it is not nil. s.mu must be held.
+func (s *sess) pumpLocked(now time.Time, batch *Batch) {
 	if s.conn == nil {
 		return
 	}
@@ -109,6 +119,9 @@ func (s *sess) pumpLocked(now time.Time) {
 			return
 		}
 		for _, d := range s.scratch {
+			if batch != nil {
+				batch.PutDelivery(s.id, deliveryRecord(d))
+			}
 			if d.QoS == 0 {
 				s.conn.sendPublish(d.Msg, 0, d.Retain, d.SubIDs, 0, false, now, nil)
 				continue
@@ -122,7 +135,7 @@ func (s *sess) pumpLocked(now time.Time) {
 // resendLocked sends every unacknowledged delivery again on a new
 // connection, PUBLISH with DUP or PUBREL as its state requires
 // [MQTT-4.4.0-1]. s.mu must be held.
-func (s *sess) resendLocked(now time.Time) {
+func (s *sess) resendLocked(now time.Time, batch *Batch) {
 	for _, d := range s.st.Inflight(nil) {
 		switch d.State {
 		case session.AwaitPuback, session.AwaitPubrec:
@@ -131,7 +144,7 @@ func (s *sess) resendLocked(now time.Time) {
 			s.conn.send(&packet.Pubrel{PacketID: d.PacketID})
 		}
 	}
-	s.pumpLocked(now)
+	s.pumpLocked(now, batch)
 }
 
 // expired reports whether an offline session has outlived its expiry.
@@ -145,8 +158,9 @@ func (s *sess) expiredLocked(now time.Time, persistentCap time.Duration) bool {
 	return now.Sub(s.offAt) >= time.Duration(s.expiry)*time.Second
 }
 
-// removeSession forgets s: unsubscribes everything and drops its state.
-// b.mu must NOT be held; s must already be out of b.sessions.
+// dropSession forgets s: unsubscribes everything and drops its state. b.mu
+// must NOT be held; s must already be out of b.sessions, and its records
+// deleted from the store by the caller, under b.mu.
 func (b *Broker) dropSession(s *sess) {
 	s.mu.Lock()
 	s.gone = true
@@ -172,10 +186,9 @@ func (b *Broker) publishWill(w *packet.Will, info *ClientInfo, az Authorizer, or
 	p := &packet.Publish{Topic: w.Topic, Payload: w.Payload, QoS: w.QoS, Retain: w.Retain, Properties: w.Properties}
 	p.Properties.WillDelay = nil
 	msg := newMessage(p, info.ClientID, now)
-	if w.Retain && b.opts.RetainAvailable {
-		b.retain(msg)
+	if _, err := b.routeMsg(msg, origin, now, false, inbound{retain: w.Retain && b.opts.RetainAvailable}); err != nil {
+		b.log.Warn("will not stored", "client_id", info.ClientID, "err", err)
 	}
-	b.route(msg, origin, now)
 }
 
 // janitor expires sessions and sends delayed wills, once a second.
@@ -204,6 +217,7 @@ type dueWill struct {
 func (b *Broker) sweep(now time.Time) {
 	var dead []*sess
 	var wills []dueWill
+	var batch Batch
 	b.mu.Lock()
 	capd := b.opts.PersistentClientExpiration
 	for s := range b.offline {
@@ -217,6 +231,9 @@ func (b *Broker) sweep(now time.Time) {
 		if s.will != nil && !s.willAt.IsZero() && s.conn == nil && !now.Before(s.willAt) {
 			wills = append(wills, dueWill{s.will, s.info, s.authz, s})
 			s.will, s.willAt = nil, time.Time{}
+			if s.durableLocked() {
+				batch.PutSession(s.sessionRecordLocked())
+			}
 		}
 		if s.expiredLocked(now, capd) {
 			if s.will != nil { // the session ends before the will delay [MQTT-3.1.3-9]
@@ -228,9 +245,13 @@ func (b *Broker) sweep(now time.Time) {
 			}
 			delete(b.offline, s)
 			dead = append(dead, s)
+			if b.store != nil {
+				batch.DeleteSession(id)
+			}
 		}
 		s.mu.Unlock()
 	}
+	b.apply(&batch, false) // under b.mu: ordered with a new session's records
 	b.mu.Unlock()
 	for _, w := range wills {
 		b.publishWill(w.w, w.info, w.authz, w.s)

@@ -59,6 +59,11 @@ const (
 
 // Delivery is one message on its way to this session.
 type Delivery struct {
+	// Seq orders a session's deliveries; assigned by Offer when zero. It
+	// is the delivery's key in a store, and its packet identifier is
+	// derived from it when that one is free, so that a delivery restored
+	// after a crash goes out with the identifier it had before.
+	Seq      uint64
 	Msg      *Message
 	QoS      byte  // granted: min(published, subscribed)
 	Retain   bool  // the retain flag to send
@@ -104,6 +109,8 @@ type Session struct {
 	// received [MQTT-4.3.3-9]
 	incoming map[uint16]struct{}
 
+	nextSeq uint64
+
 	// Dropped counts deliveries refused because the queue was full.
 	Dropped uint64
 	// Expired counts deliveries that expired before they were sent.
@@ -131,6 +138,18 @@ func (s *Session) QueueLen() int { return len(s.queue) - s.qhead }
 // QueuedBytes is the size of the queued messages.
 func (s *Session) QueuedBytes() int { return s.qbytes }
 
+// packetIDFor returns the identifier for d: the one derived from its Seq
+// when free, else the next free one; ok is false when all 65535 are in use.
+func (s *Session) packetIDFor(d *Delivery) (uint16, bool) {
+	if d.Seq != 0 {
+		id := uint16(d.Seq%65535) + 1
+		if _, used := s.inflight[id]; !used {
+			return id, true
+		}
+	}
+	return s.nextPacketID()
+}
+
 // nextPacketID returns a free packet identifier; ok is false when all 65535
 // are in use.
 func (s *Session) nextPacketID() (uint16, bool) {
@@ -152,6 +171,10 @@ func (s *Session) nextPacketID() (uint16, bool) {
 // (QoS 0 only when online, or offline with QueueQoS0) and Offer returns
 // nil; ErrQueueFull means it was dropped.
 func (s *Session) Offer(d *Delivery, online bool, now time.Time) (*Delivery, error) {
+	if d.Seq == 0 {
+		s.nextSeq++
+		d.Seq = s.nextSeq
+	}
 	if d.Msg.Expired(now) {
 		s.Expired++
 		return nil, nil
@@ -194,7 +217,7 @@ func (s *Session) start(d *Delivery) bool {
 	if d.QoS == 0 {
 		return true
 	}
-	id, ok := s.nextPacketID()
+	id, ok := s.packetIDFor(d)
 	if !ok {
 		return false
 	}
@@ -271,52 +294,53 @@ func (s *Session) remove(id uint16) {
 	}
 }
 
-// Puback completes a QoS 1 delivery.
-func (s *Session) Puback(id uint16) error {
+// Puback completes a QoS 1 delivery and returns it.
+func (s *Session) Puback(id uint16) (*Delivery, error) {
 	d, ok := s.inflight[id]
 	if !ok {
-		return ErrUnknownPacket
+		return nil, ErrUnknownPacket
 	}
 	if d.State != AwaitPuback {
-		return ErrWrongState
+		return nil, ErrWrongState
 	}
 	s.remove(id)
-	return nil
+	return d, nil
 }
 
 // Pubrec moves a QoS 2 delivery to AwaitPubcomp; the caller sends PUBREL.
 // A PUBREC with a failure reason (MQTT 5) ends the delivery instead: then
 // release is false and no PUBREL is sent [MQTT-4.3.3-5 / 4.9].
-func (s *Session) Pubrec(id uint16, failed bool) (release bool, err error) {
+// It returns the delivery.
+func (s *Session) Pubrec(id uint16, failed bool) (d *Delivery, release bool, err error) {
 	d, ok := s.inflight[id]
 	if !ok {
-		return false, ErrUnknownPacket
+		return nil, false, ErrUnknownPacket
 	}
 	switch d.State {
 	case AwaitPubrec:
 		if failed {
 			s.remove(id)
-			return false, nil
+			return d, false, nil
 		}
 		d.State = AwaitPubcomp
-		return true, nil
+		return d, true, nil
 	case AwaitPubcomp:
-		return true, nil // repeated PUBREC: send PUBREL again
+		return d, true, nil // repeated PUBREC: send PUBREL again
 	}
-	return false, ErrWrongState
+	return nil, false, ErrWrongState
 }
 
-// Pubcomp completes a QoS 2 delivery.
-func (s *Session) Pubcomp(id uint16) error {
+// Pubcomp completes a QoS 2 delivery and returns it.
+func (s *Session) Pubcomp(id uint16) (*Delivery, error) {
 	d, ok := s.inflight[id]
 	if !ok {
-		return ErrUnknownPacket
+		return nil, ErrUnknownPacket
 	}
 	if d.State != AwaitPubcomp {
-		return ErrWrongState
+		return nil, ErrWrongState
 	}
 	s.remove(id)
-	return nil
+	return d, nil
 }
 
 // Inflight returns the unacknowledged deliveries in the order they were
@@ -383,6 +407,37 @@ func (s *Session) Forget(id uint16) {
 	}
 }
 
+// Restore puts back a delivery read from a store: into the inflight window
+// with its packet identifier when it was in flight, else at the end of the
+// queue. Deliveries are restored in Seq order. Limits are not applied.
+func (s *Session) Restore(d *Delivery) {
+	s.nextSeq = max(s.nextSeq, d.Seq)
+	if d.State == Queued || d.PacketID == 0 {
+		d.State = Queued
+		s.queue = append(s.queue, d)
+		s.qbytes += d.Msg.Size
+		return
+	}
+	if _, used := s.inflight[d.PacketID]; used {
+		// two deliveries with one id cannot both be in flight: resend the
+		// later one as new
+		d.State, d.PacketID = Queued, 0
+		s.queue = append(s.queue, d)
+		s.qbytes += d.Msg.Size
+		return
+	}
+	if s.inflight == nil {
+		s.inflight = make(map[uint16]*Delivery)
+	}
+	s.inflight[d.PacketID] = d
+	s.order = append(s.order, d.PacketID)
+}
+
+// Queued returns the queued deliveries in order (for tests and snapshots).
+func (s *Session) Queued() []*Delivery {
+	return append([]*Delivery(nil), s.queue[s.qhead:]...)
+}
+
 // Reset forgets all deliveries and incoming QoS 2 state.
 func (s *Session) Reset() {
 	s.inflight = nil
@@ -391,4 +446,43 @@ func (s *Session) Reset() {
 	s.qhead = 0
 	s.qbytes = 0
 	s.incoming = nil
+}
+
+// IsInflight reports whether d is in the inflight window.
+func (s *Session) IsInflight(d *Delivery) bool {
+	return d.PacketID != 0 && s.inflight[d.PacketID] == d
+}
+
+// Cancel takes back a delivery that could not be stored: from the inflight
+// window or the queue. It reports whether d was found.
+func (s *Session) Cancel(d *Delivery) bool {
+	if s.IsInflight(d) {
+		s.remove(d.PacketID)
+		return true
+	}
+	for i := len(s.queue) - 1; i >= s.qhead; i-- {
+		if s.queue[i] == d {
+			copy(s.queue[i:], s.queue[i+1:])
+			s.queue[len(s.queue)-1] = nil
+			s.queue = s.queue[:len(s.queue)-1]
+			s.qbytes -= d.Msg.Size
+			return true
+		}
+	}
+	return false
+}
+
+// Holds reports whether the session keeps d: in flight or queued. A
+// delivery Offer took without keeping (expired, QoS 0 for an offline
+// session) is not held.
+func (s *Session) Holds(d *Delivery) bool {
+	if s.IsInflight(d) {
+		return true
+	}
+	for i := len(s.queue) - 1; i >= s.qhead; i-- {
+		if s.queue[i] == d {
+			return true
+		}
+	}
+	return false
 }

@@ -40,7 +40,7 @@ func TestAckRefillsWindowInOrder(t *testing.T) {
 			t.Fatal("window of 1 exceeded")
 		}
 	}
-	if err := s.Puback(first.PacketID); err != nil {
+	if _, err := s.Puback(first.PacketID); err != nil {
 		t.Fatal(err)
 	}
 	next := s.Next(nil, t0)
@@ -55,22 +55,22 @@ func TestAckRefillsWindowInOrder(t *testing.T) {
 func TestQoS2StateMachine(t *testing.T) {
 	s := New("c", Limits{})
 	d, _ := s.Offer(&Delivery{Msg: msg("x"), QoS: 2}, true, t0)
-	if err := s.Pubcomp(d.PacketID); !errors.Is(err, ErrWrongState) {
+	if _, err := s.Pubcomp(d.PacketID); !errors.Is(err, ErrWrongState) {
 		t.Fatalf("PUBCOMP before PUBREC: %v", err)
 	}
-	if rel, err := s.Pubrec(d.PacketID, false); !rel || err != nil {
+	if _, rel, err := s.Pubrec(d.PacketID, false); !rel || err != nil {
 		t.Fatalf("pubrec: %v %v", rel, err)
 	}
-	if rel, err := s.Pubrec(d.PacketID, false); !rel || err != nil {
+	if _, rel, err := s.Pubrec(d.PacketID, false); !rel || err != nil {
 		t.Fatalf("repeated pubrec must release again: %v %v", rel, err)
 	}
-	if err := s.Puback(d.PacketID); !errors.Is(err, ErrWrongState) {
+	if _, err := s.Puback(d.PacketID); !errors.Is(err, ErrWrongState) {
 		t.Fatalf("PUBACK on QoS 2: %v", err)
 	}
-	if err := s.Pubcomp(d.PacketID); err != nil {
+	if _, err := s.Pubcomp(d.PacketID); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Pubcomp(d.PacketID); !errors.Is(err, ErrUnknownPacket) {
+	if _, err := s.Pubcomp(d.PacketID); !errors.Is(err, ErrUnknownPacket) {
 		t.Fatalf("second PUBCOMP: %v", err)
 	}
 }
@@ -78,7 +78,7 @@ func TestQoS2StateMachine(t *testing.T) {
 func TestPubrecFailureEndsDelivery(t *testing.T) {
 	s := New("c", Limits{})
 	d, _ := s.Offer(&Delivery{Msg: msg("x"), QoS: 2}, true, t0)
-	if rel, err := s.Pubrec(d.PacketID, true); rel || err != nil {
+	if _, rel, err := s.Pubrec(d.PacketID, true); rel || err != nil {
 		t.Fatalf("got %v %v", rel, err)
 	}
 	if s.InflightLen() != 0 {
@@ -143,7 +143,7 @@ func TestExpiredMessagesAreNotSent(t *testing.T) {
 
 func TestInflightKeepsSendOrderAndIDsWrap(t *testing.T) {
 	s := New("c", Limits{})
-	s.nextID = 65534
+	s.nextSeq = 65533 // identifiers derive from Seq: 65534, 65535, 65536
 	var ids []uint16
 	for range 3 {
 		d, _ := s.Offer(&Delivery{Msg: msg("x"), QoS: 1}, true, t0)
@@ -170,5 +170,52 @@ func TestIncomingQoS2(t *testing.T) {
 	}
 	if !s.ReceiveQoS2(5) {
 		t.Fatal("id reusable after PUBREL")
+	}
+}
+
+func TestPacketIDDerivedFromSeqFallsBackWhenTaken(t *testing.T) {
+	s := New("c", Limits{})
+	a, _ := s.Offer(&Delivery{Seq: 5, Msg: msg("a"), QoS: 1}, true, t0)
+	b, _ := s.Offer(&Delivery{Seq: 5 + 65535, Msg: msg("b"), QoS: 1}, true, t0)
+	if a.PacketID != 6 || b.PacketID == 6 || b.PacketID == 0 {
+		t.Fatalf("ids %d %d", a.PacketID, b.PacketID)
+	}
+}
+
+func TestRestore(t *testing.T) {
+	s := New("c", Limits{MaxInflight: 10})
+	s.Restore(&Delivery{Seq: 3, Msg: msg("q"), QoS: 1, State: Queued})
+	s.Restore(&Delivery{Seq: 1, Msg: msg("a"), QoS: 1, State: AwaitPuback, PacketID: 2})
+	s.Restore(&Delivery{Seq: 2, Msg: msg("b"), QoS: 2, State: AwaitPubcomp, PacketID: 3})
+	s.Restore(&Delivery{Seq: 4, Msg: msg("c"), QoS: 2, State: AwaitPubrec, PacketID: 3}) // id clash: queued
+	if s.InflightLen() != 2 || s.QueueLen() != 2 {
+		t.Fatalf("inflight %d queue %d", s.InflightLen(), s.QueueLen())
+	}
+	if _, err := s.Pubcomp(3); err != nil {
+		t.Fatal(err)
+	}
+	next := s.Next(nil, t0)
+	if len(next) != 2 || next[0].Seq != 3 || next[1].Seq != 4 {
+		t.Fatalf("next %v", next)
+	}
+	d, _ := s.Offer(&Delivery{Msg: msg("new"), QoS: 1}, true, t0)
+	if d == nil || d.Seq != 5 {
+		t.Fatalf("seq after restore: %+v", d)
+	}
+}
+
+func TestCancel(t *testing.T) {
+	s := New("c", Limits{MaxInflight: 1})
+	a, _ := s.Offer(&Delivery{Msg: msg("a"), QoS: 1}, true, t0)
+	b := &Delivery{Msg: msg("b"), QoS: 1}
+	s.Offer(b, true, t0)
+	if !s.IsInflight(a) || s.IsInflight(b) {
+		t.Fatal("IsInflight")
+	}
+	if !s.Cancel(b) || s.QueueLen() != 0 || s.QueuedBytes() != 0 {
+		t.Fatal("cancel queued")
+	}
+	if !s.Cancel(a) || s.InflightLen() != 0 || s.Cancel(a) {
+		t.Fatal("cancel inflight")
 	}
 }
