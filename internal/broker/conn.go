@@ -228,7 +228,11 @@ func (c *conn) handlePubrec(p *packet.Pubrec) error {
 		s.pumpLocked(time.Now(), batch)
 	}
 	s.mu.Unlock()
-	c.b.apply(&c.batch, false)
+	// PUBREL ends the client's memory of the message: the broker must not
+	// forget, in a crash, that it was received [MQTT-4.3.3]
+	if err := c.b.apply(&c.batch, release); err != nil {
+		return fmt.Errorf("%v: %w", err, packet.UnspecifiedError)
+	}
 	switch {
 	case err != nil:
 		c.send(&packet.Pubrel{PacketID: p.PacketID, ReasonCode: packet.PacketIdentifierNotFound})

@@ -565,7 +565,6 @@ cleansession true
 		"mosquitto.conf:4: key auth_opt_backends is not yet supported (auth plugins)",
 		"mosquitto.conf:5: key plugin is not yet supported (auth plugins)",
 		"mosquitto.conf:6: key plugin_opt_config_file is not yet supported (auth plugins)",
-		"mosquitto.conf:7: key persistence is not yet supported (persistence)",
 		"mosquitto.conf:8: key connection is not yet supported (bridges)",
 		"mosquitto.conf:9: key address is not yet supported (bridges)",
 		"mosquitto.conf:10: key topic is not yet supported (bridges)",

@@ -512,17 +512,21 @@ func (p *parser) later(s *section, d Directive, area string) {
 			}
 		case "persistence_file":
 			c.PersistenceFile = d.Value
+			p.warnf(d, "key %s has no effect: Starling keeps its state in a folder (persistence_location)", d.Key)
 		case "persistence_location":
 			c.PersistenceLocation = d.Value
 		case "autosave_interval":
 			if v, ok := p.intIn(d, 0, 1<<31-1); ok {
 				c.AutosaveInterval = int(v)
 			}
+			p.warnf(d, "key %s has no effect: Starling writes each change as it happens", d.Key)
 		case "autosave_on_changes":
 			if v, ok := p.boolean(d); ok {
 				c.AutosaveOnChanges = v
 			}
+			p.warnf(d, "key %s has no effect: Starling writes each change as it happens", d.Key)
 		}
+		return
 	case "cluster":
 		p.cfg.Cluster = append(p.cfg.Cluster, d)
 	case "auth plugins":
