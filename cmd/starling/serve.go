@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"flag"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +23,7 @@ import (
 	"github.com/starlingmq/starling/internal/broker"
 	"github.com/starlingmq/starling/internal/config"
 	"github.com/starlingmq/starling/internal/listener"
+	"github.com/starlingmq/starling/internal/store"
 )
 
 // portList collects repeated -p flags.
@@ -43,6 +46,7 @@ func serveCmd(args []string, stderr io.Writer) error {
 	var ports portList
 	fs.Var(&ports, "p", "listen on `port` instead of 1883 (repeatable)")
 	verbose := fs.Bool("v", false, "verbose: log at debug level")
+	dataDir := fs.String("data-dir", "", "keep sessions and retained messages in `folder` (persistence true + persistence_location)")
 	daemon := fs.Bool("d", false, "run in the background (not supported: use your service manager)")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err.Error()}
@@ -73,6 +77,9 @@ func serveCmd(args []string, stderr io.Writer) error {
 	if *verbose {
 		cfg.LogLevel = slog.LevelDebug
 	}
+	if *dataDir != "" {
+		cfg.Persistence, cfg.PersistenceLocation = true, *dataDir
+	}
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -90,8 +97,28 @@ func loadConfig(path string) (*config.Config, error) {
 	return config.Load(path)
 }
 
+// storeDir is the folder of the store: a starling.db folder inside
+// persistence_location (the working directory when it is not set, as
+// Mosquitto does), so that a Mosquitto data folder can be shared.
+func storeDir(cfg *config.Config) string {
+	loc := cfg.PersistenceLocation
+	if loc == "" {
+		loc = "."
+	}
+	return filepath.Join(loc, "starling.db")
+}
+
+func (s *server) closeStore() {
+	if s.store != nil {
+		if err := s.store.Close(); err != nil {
+			s.log.Error("closing the store", "err", err)
+		}
+	}
+}
+
 // server wires a Config to a broker and its listeners.
 type server struct {
+	store   *store.Pebble
 	cfgPath string
 	level   *slog.LevelVar
 	log     *slog.Logger
@@ -161,7 +188,24 @@ func newServer(cfg *config.Config, cfgPath string, stderr io.Writer) (*server, e
 	level.Set(cfg.LogLevel)
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	s := &server{cfgPath: cfgPath, level: level, log: log}
-	s.b = broker.New(brokerOptions(cfg, log))
+	opts := brokerOptions(cfg, log)
+	persistence := "in memory: sessions and retained messages are lost on restart (persistence true with persistence_location DIR, or --data-dir DIR, keeps them)"
+	if cfg.Persistence {
+		dir := storeDir(cfg)
+		st, err := store.Open(store.Options{Dir: dir, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		s.store = st
+		opts.Store = st
+		persistence = "in " + dir
+	}
+	s.b = broker.New(opts)
+	if err := s.b.Load(context.Background()); err != nil {
+		s.b.Close()
+		s.closeStore()
+		return nil, err
+	}
 
 	var addrs []string
 	var errs []error
@@ -186,6 +230,7 @@ func newServer(cfg *config.Config, cfgPath string, stderr io.Writer) (*server, e
 			ln.Close()
 		}
 		s.b.Close()
+		s.closeStore()
 		if err == nil {
 			err = errors.New("no listener could be opened")
 		}
@@ -195,8 +240,7 @@ func newServer(cfg *config.Config, cfgPath string, stderr io.Writer) (*server, e
 	if cfg.LocalOnly {
 		mode = "anonymous access from this machine only (Mosquitto 2's local-only default; use -c FILE to serve others)"
 	}
-	log.Info("starling "+version+" serving "+strings.Join(addrs, ", ")+"; "+mode,
-		"persistence", "in memory: sessions and retained messages are lost on restart")
+	log.Info("starling "+version+" serving "+strings.Join(addrs, ", ")+"; "+mode, "persistence", persistence)
 	for _, w := range cfg.Warnings {
 		log.Warn(w)
 	}
@@ -274,6 +318,7 @@ func (s *server) run() error {
 	}
 	wg.Wait()
 	s.b.Close()
+	s.closeStore()
 	s.log.Info("stopped")
 	return nil
 }

@@ -1,0 +1,433 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/starlingmq/starling/internal/broker"
+)
+
+// pebbleFormat pins Pebble's on-disk format, so that upgrading the Pebble
+// module never ratchets a store's format (which would forbid a downgrade)
+// without a deliberate change here.
+const pebbleFormat = pebble.FormatValueSeparation
+
+// Defaults for Options.
+const (
+	// A large memtable lets a delivery's put and its delete (ack) meet in
+	// memory, so that a flush writes neither.
+	defaultMemTableSize = 64 << 20
+	defaultCacheSize    = 32 << 20
+	// walBytesPerSync bounds the unsynced WAL tail that NoSync commits
+	// leave, so that the next synced commit's fsync stays short.
+	walBytesPerSync = 512 << 10
+	bytesPerSync    = 1 << 20
+)
+
+// Options configure Open.
+type Options struct {
+	// Dir is the store's folder (persistence_location); created if missing.
+	Dir string
+	// Logger receives Pebble's messages (info at Debug). Nil: discarded.
+	Logger *slog.Logger
+	// FS replaces the file system, for fault-injection tests. Nil: the
+	// operating system's.
+	FS vfs.FS
+	// MemTableSize is Pebble's memtable size in bytes; 0: 64 MiB.
+	MemTableSize uint64
+	// CacheSize is Pebble's block cache size in bytes; 0: 32 MiB.
+	CacheSize int64
+}
+
+// Pebble is the durable store in a folder. It is safe for concurrent use;
+// concurrent synced Applies share WAL fsyncs (Pebble's commit pipeline
+// groups them).
+//
+// A failed commit (a WAL write or fsync error, a full disk) makes the store
+// unusable: that Apply and every later one return an error, and the process
+// should stop and reopen the folder. The failed batch is then found either
+// whole or not at all; never in part.
+type Pebble struct {
+	dir    string
+	db     *pebble.DB
+	failed atomic.Pointer[error]
+
+	mu      sync.Mutex
+	idle    sync.Cond // signalled when users drops to 0 (mu)
+	users   int       // Apply and Load calls in progress (mu)
+	closed  bool      // (mu)
+	closeEr error     // the result of the first Close (mu)
+}
+
+var _ broker.Store = (*Pebble)(nil)
+
+// fatalError is what pebbleLogger.Fatalf panics with. Pebble calls Fatalf
+// where it cannot go on (a failed WAL write or sync under a commit, a failed
+// MANIFEST write); the default logger would exit the process. On an Apply
+// goroutine the panic is recovered and becomes Apply's error; on a Pebble
+// background goroutine it takes the process down, which is the only safe
+// outcome after a failed fsync.
+type fatalError struct{ msg string }
+
+func (e fatalError) Error() string { return "pebble: " + e.msg }
+
+// pebbleLogger adapts Pebble's logger to slog. This is the one place where
+// that happens.
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	if p.l.Enabled(context.Background(), slog.LevelDebug) {
+		p.l.Debug(fmt.Sprintf(format, args...))
+	}
+}
+
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.l.Error(fmt.Sprintf(format, args...))
+}
+
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	p.l.Error("pebble fatal", "err", msg)
+	panic(fatalError{msg})
+}
+
+// Open opens the store in o.Dir, creating the folder and the store if the
+// folder is missing or empty. It refuses, with an error naming the folder,
+// a non-empty folder that holds no Pebble store, a Pebble database that is
+// not a Starling store, a store of an unknown format version, and a store
+// Pebble finds corrupt. It never deletes anything.
+func Open(o Options) (*Pebble, error) {
+	if o.Dir == "" {
+		return nil, errors.New("store: no folder given")
+	}
+	fs := o.FS
+	if fs == nil {
+		fs = vfs.Default
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	fresh, err := inspectDir(fs, o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	memtable := o.MemTableSize
+	if memtable == 0 {
+		memtable = defaultMemTableSize
+	}
+	cacheSize := o.CacheSize
+	if cacheSize == 0 {
+		cacheSize = defaultCacheSize
+	}
+	cache := pebble.NewCache(cacheSize)
+	defer cache.Unref()
+	opts := &pebble.Options{
+		FS:                          fs,
+		Logger:                      pebbleLogger{log},
+		FormatMajorVersion:          pebbleFormat,
+		ErrorIfNotExists:            !fresh,
+		Cache:                       cache,
+		MemTableSize:                memtable,
+		MemTableStopWritesThreshold: 4,
+		WALBytesPerSync:             walBytesPerSync,
+		BytesPerSync:                bytesPerSync,
+	}
+	db, err := openPebble(o.Dir, opts)
+	if err != nil {
+		return nil, err
+	}
+	p := &Pebble{dir: o.Dir, db: db}
+	p.idle.L = &p.mu
+	if err := p.checkVersion(); err != nil {
+		_ = p.closeDB()
+		return nil, err
+	}
+	return p, nil
+}
+
+// openPebble is pebble.Open that turns a panic (a Fatalf through our
+// logger, or Pebble tripping over a damaged file) into an error.
+func openPebble(dir string, opts *pebble.Options) (db *pebble.DB, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			db, err = nil, fmt.Errorf("store %s: cannot open, the folder may be damaged: %v", dir, r)
+		}
+	}()
+	db, err = pebble.Open(dir, opts)
+	if err != nil {
+		return nil, fmt.Errorf("store %s: cannot open, the folder may be damaged: %w", dir, err)
+	}
+	return db, nil
+}
+
+// inspectDir decides whether dir gets a new store (fresh) or must hold an
+// existing one, and refuses a folder with foreign files.
+func inspectDir(fs vfs.FS, dir string) (fresh bool, err error) {
+	names, err := fs.List(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		if err := fs.MkdirAll(dir, 0o755); err != nil {
+			return false, fmt.Errorf("store %s: %w", dir, err)
+		}
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("store %s: %w", dir, err)
+	}
+	var foreign, manifest bool
+	for _, n := range names {
+		switch {
+		case n == "CURRENT" || strings.HasPrefix(n, "marker.manifest."):
+			manifest = true
+		case isPebbleFile(n):
+		default:
+			foreign = true
+		}
+	}
+	switch {
+	case len(names) == 0:
+		return true, nil
+	case manifest:
+		// A Pebble database; foreign files beside it are Pebble's business
+		// (it ignores what it does not know).
+		return false, nil
+	case foreign:
+		return false, fmt.Errorf("store %s: the folder is not empty and holds no store; refusing to create one there", dir)
+	default:
+		// Only Pebble's own files and no manifest: a creation that
+		// crashed before it finished. Nothing was ever stored.
+		return true, nil
+	}
+}
+
+func isPebbleFile(n string) bool {
+	for _, p := range []string{"LOCK", "OPTIONS-", "MANIFEST-", "marker.", "temporary."} {
+		if strings.HasPrefix(n, p) {
+			return true
+		}
+	}
+	return strings.HasSuffix(n, ".log") || strings.HasSuffix(n, ".sst") || strings.HasSuffix(n, ".blob")
+}
+
+// checkVersion reads meta/version, writing it into a database with no keys
+// at all (a new store, or one whose creation crashed before the write).
+func (p *Pebble) checkVersion() error {
+	v, closer, err := p.db.Get(keyVersion)
+	switch {
+	case err == nil:
+		defer closer.Close()
+		if len(v) != 4 {
+			return fmt.Errorf("store %s: %w: key %q: %d-byte version", p.dir, ErrCorrupt, keyVersion, len(v))
+		}
+		if got := binary.BigEndian.Uint32(v); got != formatVersion {
+			return fmt.Errorf("store %s: format version %d is not supported (this build reads version %d)", p.dir, got, formatVersion)
+		}
+		return nil
+	case errors.Is(err, pebble.ErrNotFound):
+	default:
+		return fmt.Errorf("store %s: %w", p.dir, err)
+	}
+	it, err := p.db.NewIter(nil)
+	if err != nil {
+		return fmt.Errorf("store %s: %w", p.dir, err)
+	}
+	empty := !it.First()
+	err = errors.Join(it.Error(), it.Close())
+	if err != nil {
+		return fmt.Errorf("store %s: %w", p.dir, err)
+	}
+	if !empty {
+		return fmt.Errorf("store %s: a Pebble database without a Starling format version; refusing to use it", p.dir)
+	}
+	if err := p.db.Set(keyVersion, binary.BigEndian.AppendUint32(nil, formatVersion), pebble.Sync); err != nil {
+		return fmt.Errorf("store %s: writing the format version: %w", p.dir, err)
+	}
+	return nil
+}
+
+// enter registers an Apply or Load; it fails once Close has begun.
+func (p *Pebble) enter() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrClosed
+	}
+	p.users++
+	return nil
+}
+
+func (p *Pebble) leave() {
+	p.mu.Lock()
+	p.users--
+	if p.users == 0 {
+		p.idle.Broadcast()
+	}
+	p.mu.Unlock()
+}
+
+func (p *Pebble) failure() error {
+	if e := p.failed.Load(); e != nil {
+		return fmt.Errorf("store %s: unusable after a failed write, restart to reopen: %w", p.dir, *e)
+	}
+	return nil
+}
+
+// Apply commits b as one Pebble batch, with an fsync of the WAL when sync
+// is true (shared with concurrent synced commits). ctx is checked before
+// the commit; a commit in progress is not interrupted.
+//
+// An error from the commit itself leaves the batch's durability unknown:
+// after a restart it is there whole or not at all.
+func (p *Pebble) Apply(ctx context.Context, b *broker.Batch, sync bool) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := p.enter(); err != nil {
+		return err
+	}
+	defer p.leave()
+	if err := p.failure(); err != nil {
+		return err
+	}
+	if b == nil || len(b.Ops) == 0 {
+		return nil
+	}
+	pb := p.db.NewBatch()
+	defer pb.Close()
+	var buf []byte
+	for i := range b.Ops {
+		var e encodedOp
+		var err error
+		buf, e, err = encodeOp(buf[:0], &b.Ops[i])
+		if err != nil {
+			return err
+		}
+		switch {
+		case e.end != nil:
+			err = pb.DeleteRange(e.key, e.end, nil)
+		case e.val != nil:
+			err = pb.Set(e.key, e.val, nil)
+		default:
+			err = pb.Delete(e.key, nil)
+		}
+		if err != nil {
+			return fmt.Errorf("store %s: %w", p.dir, err)
+		}
+	}
+	opts := pebble.NoSync
+	if sync {
+		opts = pebble.Sync
+	}
+	return p.commit(pb, opts)
+}
+
+// commit commits pb, turning Pebble's Fatalf on a failed commit into an
+// error and marking the store failed: Pebble's commit pipeline is not
+// usable after that.
+func (p *Pebble) commit(pb *pebble.Batch, opts *pebble.WriteOptions) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			f, ok := r.(fatalError)
+			if !ok {
+				panic(r)
+			}
+			err = fmt.Errorf("store %s: commit failed: %w", p.dir, f)
+			p.failed.CompareAndSwap(nil, &err)
+		}
+	}()
+	if err := pb.Commit(opts); err != nil {
+		err = fmt.Errorf("store %s: commit failed: %w", p.dir, err)
+		p.failed.CompareAndSwap(nil, &err)
+		return err
+	}
+	return nil
+}
+
+// Load walks the whole store in key order (see the package doc): retained
+// messages first, then each session record followed by its subscriptions,
+// its deliveries in ascending Seq and its incoming QoS 2 ids. It sees a
+// consistent snapshot. It stops at and returns the Loader's first error. A
+// record that does not decode is an error wrapping ErrCorrupt that names
+// the folder and the key. The Loader may call Apply but not Close.
+func (p *Pebble) Load(ctx context.Context, l broker.Loader) (err error) {
+	if err := p.enter(); err != nil {
+		return err
+	}
+	defer p.leave()
+	if err := p.failure(); err != nil {
+		return err
+	}
+	it, err := p.db.NewIterWithContext(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store %s: %w", p.dir, err)
+	}
+	defer func() {
+		if cerr := it.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("store %s: %w", p.dir, cerr)
+		}
+	}()
+	n := 0
+	for ok := it.First(); ok; ok = it.Next() {
+		if n++; n&1023 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		val, err := it.ValueAndErr()
+		if err != nil {
+			return fmt.Errorf("store %s: key %q: %w", p.dir, it.Key(), err)
+		}
+		if err := dispatch(it.Key(), val, l); err != nil {
+			if errors.Is(err, ErrCorrupt) {
+				return fmt.Errorf("store %s: %w", p.dir, err)
+			}
+			return err
+		}
+	}
+	if err := it.Error(); err != nil {
+		return fmt.Errorf("store %s: %w", p.dir, err)
+	}
+	return nil
+}
+
+// Close waits for Apply and Load calls in progress, then closes Pebble.
+// Data of NoSync commits is written to the OS before Close returns. Safe
+// twice; the second call returns the first's result.
+func (p *Pebble) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return p.closeEr
+	}
+	p.closed = true
+	for p.users > 0 {
+		p.idle.Wait()
+	}
+	p.closeEr = p.closeDB()
+	return p.closeEr
+}
+
+func (p *Pebble) closeDB() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			f, ok := r.(fatalError)
+			if !ok {
+				panic(r)
+			}
+			err = fmt.Errorf("store %s: close: %w", p.dir, f)
+		}
+	}()
+	if err := p.db.Close(); err != nil {
+		return fmt.Errorf("store %s: close: %w", p.dir, err)
+	}
+	return nil
+}
