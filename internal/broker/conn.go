@@ -54,6 +54,10 @@ type conn struct {
 	aliasTmp   uint16
 	expiryTmp  uint32
 
+	ackMu  sync.Mutex // guards acks and acking
+	acks   []ackEntry // acknowledgements waiting for the store, in order
+	acking bool       // an acker goroutine runs
+
 	wake    chan struct{} // wakes a lingering flusher
 	cleaned chan struct{} // closed when the connection is fully cleaned up
 	wg      sync.WaitGroup
@@ -159,15 +163,17 @@ func (c *conn) handle(p packet.Packet) error {
 			c.batch.DeleteIncoming(c.s.id, p.PacketID)
 		}
 		c.s.mu.Unlock()
-		// the id may be reused after PUBCOMP: forget it durably first
-		if err := c.b.apply(&c.batch, true); err != nil {
-			return fmt.Errorf("%v: %w", err, packet.UnspecifiedError)
-		}
 		rc := packet.Success
 		if !known {
 			rc = packet.PacketIdentifierNotFound
 		}
-		c.send(&packet.Pubcomp{PacketID: p.PacketID, ReasonCode: rc})
+		// the id may be reused after PUBCOMP: forget it durably first
+		id := p.PacketID
+		c.queueAck(ackEntry{wait: c.b.applyAsync(&c.batch), send: func(err error) {
+			if _, ok := c.storeErr(err); ok {
+				c.send(&packet.Pubcomp{PacketID: id, ReasonCode: rc})
+			}
+		}})
 		return nil
 	case *packet.Pubcomp:
 		return c.ack(p.PacketID, func(st *session.Session) (*session.Delivery, error) { return st.Pubcomp(p.PacketID) })
@@ -228,16 +234,21 @@ func (c *conn) handlePubrec(p *packet.Pubrec) error {
 		s.pumpLocked(time.Now(), batch)
 	}
 	s.mu.Unlock()
-	// PUBREL ends the client's memory of the message: the broker must not
-	// forget, in a crash, that it was received [MQTT-4.3.3]
-	if err := c.b.apply(&c.batch, release); err != nil {
-		return fmt.Errorf("%v: %w", err, packet.UnspecifiedError)
-	}
+	id := p.PacketID
 	switch {
 	case err != nil:
-		c.send(&packet.Pubrel{PacketID: p.PacketID, ReasonCode: packet.PacketIdentifierNotFound})
+		c.b.apply(&c.batch, false)
+		c.send(&packet.Pubrel{PacketID: id, ReasonCode: packet.PacketIdentifierNotFound})
 	case release:
-		c.send(&packet.Pubrel{PacketID: p.PacketID})
+		// PUBREL ends the client's memory of the message: the broker must
+		// not forget, in a crash, that it was received [MQTT-4.3.3]
+		c.queueAck(ackEntry{wait: c.b.applyAsync(&c.batch), send: func(err error) {
+			if _, ok := c.storeErr(err); ok && err == nil {
+				c.send(&packet.Pubrel{PacketID: id})
+			}
+		}})
+	default:
+		c.b.apply(&c.batch, false)
 	}
 	return nil
 }
@@ -292,52 +303,66 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 		return fmt.Errorf("QoS %d above the listener's max_qos %d: %w", p.QoS, *m, packet.QoSNotSupported) // [MQTT-3.2.2-11]
 	}
 	s := c.s
-	if p.QoS == 2 {
+	id, qos := p.PacketID, p.QoS
+	if qos == 2 {
 		s.mu.Lock()
-		isNew := true
-		if s.st.IncomingQoS2() >= c.receiveMax() {
+		isNew := s.st.ReceiveQoS2(id)
+		if isNew && s.st.IncomingQoS2() > c.receiveMax() {
+			s.st.Pubrel(id)
 			s.mu.Unlock()
 			return fmt.Errorf("more than %d QoS 2 messages awaiting PUBREL: %w", c.receiveMax(), packet.ReceiveMaximumExceeded)
 		}
-		isNew = s.st.ReceiveQoS2(p.PacketID)
 		s.mu.Unlock()
 		if !isNew {
-			c.send(&packet.Pubrec{PacketID: p.PacketID}) // [MQTT-4.3.3-9] no second delivery
+			// [MQTT-4.3.3-9] not delivered again; answered in order
+			c.queueAck(ackEntry{send: func(error) { c.send(&packet.Pubrec{PacketID: id}) }})
 			return nil
 		}
 	}
-	rc := c.accept(p)
-	if rc == packet.UnspecifiedError && c.version != packet.V5 {
-		return fmt.Errorf("message not stored: %w", rc) // 3.1.1 has no way to say so but to close
+	rc, done := c.accept(p)
+	if qos == 0 {
+		if done != nil {
+			done.finish()
+		}
+		return nil
 	}
-	switch p.QoS {
-	case 1:
-		c.send(&packet.Puback{PacketID: p.PacketID, ReasonCode: rc})
-	case 2:
+	c.queueAck(ackEntry{done: done, send: func(err error) {
+		rc := rc
+		if err != nil {
+			var ok bool
+			if rc, ok = c.storeErr(err); !ok {
+				return // 3.1.1 has no way to say so but to close
+			}
+		}
+		if qos == 1 {
+			c.send(&packet.Puback{PacketID: id, ReasonCode: rc})
+			return
+		}
 		if rc.IsError() {
 			s.mu.Lock()
-			s.st.Pubrel(p.PacketID) // a refused QoS 2 message is not awaiting PUBREL [MQTT-4.3.3-?]
+			s.st.Pubrel(id) // a refused QoS 2 message is not awaiting PUBREL
 			s.mu.Unlock()
 		}
-		c.send(&packet.Pubrec{PacketID: p.PacketID, ReasonCode: rc})
-	}
+		c.send(&packet.Pubrec{PacketID: id, ReasonCode: rc})
+	}})
 	return nil
 }
 
 // accept authorizes and routes an incoming message, returning the reason
-// for its acknowledgement.
-func (c *conn) accept(p *packet.Publish) packet.ReasonCode {
+// for its acknowledgement and, when the store must sync first, what to
+// wait for before sending it.
+func (c *conn) accept(p *packet.Publish) (packet.ReasonCode, *routeDone) {
 	if c.opts.MessageSizeLimit > 0 && len(p.Payload) > c.opts.MessageSizeLimit {
-		return packet.QuotaExceeded
+		return packet.QuotaExceeded, nil
 	}
 	if c.version == packet.V5 && p.Properties.PayloadFormat != nil && *p.Properties.PayloadFormat == 1 && !utf8.Valid(p.Payload) {
-		return packet.PayloadFormatInvalid
+		return packet.PayloadFormatInvalid, nil
 	}
 	if len(p.Topic) >= 4 && p.Topic[:4] == "$SYS" {
-		return packet.NotAuthorized
+		return packet.NotAuthorized, nil
 	}
 	if !authorize(context.Background(), c.lo.Authorizer, c.info, p.Topic, AccessWrite) {
-		return packet.NotAuthorized
+		return packet.NotAuthorized, nil
 	}
 	now := time.Now()
 	in := inbound{retain: p.Retain}
@@ -352,15 +377,12 @@ func (c *conn) accept(p *packet.Publish) packet.ReasonCode {
 	// lives in the connection, copied only if a session or the retained
 	// store keeps it
 	fillMessage(&c.eph, p, c.info.ClientID, now)
-	n, err := c.b.routeMsg(&c.eph, c.s, now, true, in)
+	n, done := c.b.routeAsync(&c.eph, c.s, now, true, in)
 	c.eph = session.Message{}
-	switch {
-	case err != nil:
-		return packet.UnspecifiedError
-	case n == 0:
-		return packet.NoMatchingSubscribers
+	if n == 0 {
+		return packet.NoMatchingSubscribers, done
 	}
-	return packet.Success
+	return packet.Success, done
 }
 
 func (c *conn) receiveMax() int {

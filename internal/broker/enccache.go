@@ -14,9 +14,8 @@ import (
 // outgoing topic aliases, DUP) are encoded on their own. It is owned by one
 // route call at a time.
 type encCache struct {
-	batch   *Batch        // store writes of this route; nil without a store
-	pending []pendingSend // stored deliveries to send once the batch is durable
-	added   []pendingSend // every stored delivery, taken back if the write fails
+	batch *Batch        // store writes of this route; nil without a store
+	added []pendingSend // deliveries held until the batch is written
 
 	msg       *session.Message
 	ephemeral bool             // msg's memory is reused after the route

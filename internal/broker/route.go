@@ -140,6 +140,61 @@ type inbound struct {
 // that was not stored. An ephemeral msg's memory is reused once routeMsg
 // returns: a session that keeps it gets a copy, made once.
 func (b *Broker) routeMsg(msg *session.Message, from *sess, now time.Time, ephemeral bool, in inbound) (int, error) {
+	n, done := b.routeStart(msg, from, now, ephemeral, in, false)
+	if done != nil {
+		return n, done.finish()
+	}
+	return n, nil
+}
+
+// routeDone is the end of a route that waits for the store: the deliveries
+// to durable sessions are sent once the write is durable, or taken back.
+type routeDone struct {
+	wait  func() error
+	added []pendingSend
+}
+
+// finish waits for the write and then sends or takes back the deliveries.
+func (d *routeDone) finish() error {
+	var err error
+	if d.wait != nil {
+		err = d.wait()
+	}
+	releaseHeld(d.added, err, time.Now(), nil)
+	return err
+}
+
+// releaseHeld ends the hold of deliveries whose records were written:
+// sends those in flight and lets their sessions' queues move, or, when the
+// write failed, takes them back.
+func releaseHeld(added []pendingSend, err error, now time.Time, ec *encCache) {
+	for _, a := range added {
+		s := a.s
+		s.mu.Lock()
+		if err != nil {
+			s.st.Cancel(a.d)
+			s.mu.Unlock()
+			continue
+		}
+		s.st.Release(a.d)
+		if s.conn != nil {
+			if !a.d.Sent && s.st.IsInflight(a.d) {
+				s.sendLocked(a.d, now, ec)
+			}
+			s.pumpLocked(now, nil)
+		}
+		s.mu.Unlock()
+	}
+}
+
+// routeAsync routes like routeMsg, but when the store must sync it does
+// not wait: the returned routeDone (nil when there is nothing to wait for)
+// finishes the route.
+func (b *Broker) routeAsync(msg *session.Message, from *sess, now time.Time, ephemeral bool, in inbound) (int, *routeDone) {
+	return b.routeStart(msg, from, now, ephemeral, in, true)
+}
+
+func (b *Broker) routeStart(msg *session.Message, from *sess, now time.Time, ephemeral bool, in inbound, async bool) (int, *routeDone) {
 	sc := b.scratch.Get().(*matchScratch)
 	sc.enc.reset(msg)
 	sc.enc.ephemeral = ephemeral
@@ -209,41 +264,41 @@ func (b *Broker) routeMsg(msg *session.Message, from *sess, now time.Time, ephem
 			n++
 		}
 	}
-	err := b.finishRoute(&sc.enc, msg.QoS > 0, now)
+	var done *routeDone
+	ec := &sc.enc
+	switch {
+	case ec.batch == nil || ec.batch.Len() == 0:
+	case msg.QoS == 0:
+		// nothing promised to the publisher: written without a sync
+		if err := b.apply(ec.batch, false); err != nil {
+			done = &routeDone{wait: func() error { return err }}
+		}
+	case async:
+		done = &routeDone{wait: b.applyAsync(ec.batch)}
+	default:
+		err := b.apply(ec.batch, true)
+		done = &routeDone{wait: func() error { return err }}
+	}
+	if done != nil {
+		done.added = append([]pendingSend(nil), ec.added...)
+	} else {
+		releaseHeld(ec.added, nil, now, ec) // written without a sync
+	}
+	b.resetRoute(ec)
 	sc.reset()
 	b.scratch.Put(sc)
-	return n, err
+	return n, done
 }
 
-// finishRoute writes the route's batch, then sends the stored deliveries,
-// or takes them back if the write failed.
-func (b *Broker) finishRoute(ec *encCache, sync bool, now time.Time) error {
-	var err error
+// resetRoute empties the route state of ec for reuse.
+func (b *Broker) resetRoute(ec *encCache) {
 	if ec.batch != nil {
-		err = b.apply(ec.batch, sync)
+		ec.batch.Reset()
 	}
-	if err != nil {
-		for _, a := range ec.added {
-			a.s.mu.Lock()
-			a.s.st.Cancel(a.d)
-			a.s.mu.Unlock()
-		}
-	} else {
-		for _, p := range ec.pending {
-			p.s.mu.Lock()
-			if p.s.conn != nil && !p.d.Sent && p.s.st.IsInflight(p.d) {
-				p.s.sendLocked(p.d, now, ec)
-			}
-			p.s.mu.Unlock()
-		}
-	}
-	clear(ec.pending)
-	ec.pending = ec.pending[:0]
 	clear(ec.added)
 	ec.added = ec.added[:0]
 	ec.batch = nil
 	ec.msg, ec.stable = nil, nil
-	return err
 }
 
 // deliverShared gives msg to one member of a shared subscription group,

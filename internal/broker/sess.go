@@ -75,21 +75,20 @@ func (s *sess) deliver(msg *session.Message, qos byte, retain bool, subIDs []int
 		msg = ec.keep() // the session may keep it: never an ephemeral one
 	}
 	d := &session.Delivery{Msg: msg, QoS: qos, Retain: retain, SubIDs: subIDs}
+	durable := ec != nil && ec.batch != nil && s.durableLocked()
+	// held until the store has it, so that an acknowledgement never
+	// overtakes the record it deletes; released by the route's end
+	d.Hold = durable
 	send, err := s.st.Offer(d, c != nil, now)
 	if err != nil {
 		s.mu.Unlock()
 		s.b.stats.pubDropped.Add(1)
 		return false
 	}
-	if ec != nil && ec.batch != nil && s.durableLocked() && s.st.Holds(d) {
+	if durable && s.st.Holds(d) {
 		ec.batch.PutDelivery(s.id, deliveryRecord(d))
 		ec.added = append(ec.added, pendingSend{s, d})
-		if send != nil {
-			// sent once the store has it, so that an acknowledgement
-			// never overtakes the record it deletes
-			ec.pending = append(ec.pending, pendingSend{s, d})
-			send = nil
-		}
+		send = nil
 	}
 	if send != nil {
 		s.sendLocked(send, now, ec)
@@ -137,6 +136,9 @@ func (s *sess) pumpLocked(now time.Time, batch *Batch) {
 // [MQTT-4.4.0-1]. s.mu must be held.
 func (s *sess) resendLocked(now time.Time, batch *Batch) {
 	for _, d := range s.st.Inflight(nil) {
+		if d.Hold {
+			continue // sent when its record is stored
+		}
 		switch d.State {
 		case session.AwaitPuback, session.AwaitPubrec:
 			s.sendLocked(d, now, nil)

@@ -71,6 +71,10 @@ type Delivery struct {
 	PacketID uint16
 	State    State
 	Sent     bool // sent at least once: a resend carries DUP
+	// Hold keeps the delivery from being sent until its record is stored
+	// (see Release). While an inflight delivery is held, Next gives out
+	// nothing, so that no later delivery overtakes it.
+	Hold bool
 }
 
 // Limits bound a session's state.
@@ -110,6 +114,7 @@ type Session struct {
 	incoming map[uint16]struct{}
 
 	nextSeq uint64
+	held    int // inflight deliveries with Hold
 
 	// Dropped counts deliveries refused because the queue was full.
 	Dropped uint64
@@ -225,6 +230,9 @@ func (s *Session) start(d *Delivery) bool {
 		s.inflight = make(map[uint16]*Delivery)
 	}
 	d.PacketID = id
+	if d.Hold {
+		s.held++
+	}
 	if d.QoS == 1 {
 		d.State = AwaitPuback
 	} else {
@@ -238,9 +246,9 @@ func (s *Session) start(d *Delivery) bool {
 // Next pops queued deliveries that may be sent now, while the inflight
 // window has room, appending them to dst. Expired ones are dropped.
 func (s *Session) Next(dst []*Delivery, now time.Time) []*Delivery {
-	for s.qhead < len(s.queue) {
+	for s.qhead < len(s.queue) && s.held == 0 {
 		d := s.queue[s.qhead]
-		if d.QoS > 0 && len(s.inflight) >= s.maxInflight() {
+		if d.Hold || (d.QoS > 0 && len(s.inflight) >= s.maxInflight()) {
 			break
 		}
 		s.queue[s.qhead] = nil
@@ -282,6 +290,9 @@ func (s *Session) compact() {
 }
 
 func (s *Session) remove(id uint16) {
+	if d := s.inflight[id]; d != nil && d.Hold {
+		s.held--
+	}
 	delete(s.inflight, id)
 	for i, v := range s.order {
 		if v == id {
@@ -440,12 +451,24 @@ func (s *Session) Queued() []*Delivery {
 
 // Reset forgets all deliveries and incoming QoS 2 state.
 func (s *Session) Reset() {
+	s.held = 0
 	s.inflight = nil
 	s.order = nil
 	s.queue = nil
 	s.qhead = 0
 	s.qbytes = 0
 	s.incoming = nil
+}
+
+// Release lets a held delivery be sent: its record is stored.
+func (s *Session) Release(d *Delivery) {
+	if !d.Hold {
+		return
+	}
+	if s.IsInflight(d) {
+		s.held--
+	}
+	d.Hold = false
 }
 
 // IsInflight reports whether d is in the inflight window.

@@ -219,3 +219,32 @@ func TestCancel(t *testing.T) {
 		t.Fatal("cancel inflight")
 	}
 }
+
+func TestHeldDeliveriesBlockLaterOnes(t *testing.T) {
+	s := New("c", Limits{MaxInflight: 1})
+	a := &Delivery{Msg: msg("a"), QoS: 1, Hold: true}
+	if got, _ := s.Offer(a, true, t0); got != a {
+		t.Fatal("a not started")
+	}
+	b := &Delivery{Msg: msg("b"), QoS: 1}
+	s.Offer(b, true, t0)
+	s.Limits.MaxInflight = 5
+	if got := s.Next(nil, t0); len(got) != 0 {
+		t.Fatal("b overtook held a")
+	}
+	s.Release(a)
+	if got := s.Next(nil, t0); len(got) != 1 || got[0] != b {
+		t.Fatalf("after release: %v", got)
+	}
+	c := &Delivery{Msg: msg("c"), QoS: 1, Hold: true}
+	s.Limits.MaxInflight = 2
+	s.Offer(c, true, t0) // window full: queued, held
+	s.Puback(a.PacketID)
+	if got := s.Next(nil, t0); len(got) != 0 {
+		t.Fatal("held queue head given out")
+	}
+	s.Release(c)
+	if got := s.Next(nil, t0); len(got) != 1 || got[0] != c {
+		t.Fatalf("c: %v", got)
+	}
+}
