@@ -145,7 +145,7 @@ func TestConformanceOps(t *testing.T) {
 			want: []event{{"session", c, session(c)}, {"sub", c, sub("new")}},
 		},
 		{
-			name: "delete missing session",
+			name:  "delete missing session",
 			steps: []step{{batch: func(b *broker.Batch) { b.DeleteSession(c) }}},
 		},
 		{
@@ -535,4 +535,3 @@ func TestConformanceConcurrent(t *testing.T) {
 		})
 	}
 }
-

@@ -60,6 +60,9 @@ type Pebble struct {
 	dir    string
 	db     *pebble.DB
 	failed atomic.Pointer[error]
+	// corrupt is set by Pebble's DataCorruption event (often found by a
+	// background goroutine); Load reports it.
+	corrupt *atomic.Pointer[error]
 
 	mu      sync.Mutex
 	idle    sync.Cond // signalled when users drops to 0 (mu)
@@ -131,9 +134,11 @@ func Open(o Options) (*Pebble, error) {
 	}
 	cache := pebble.NewCache(cacheSize)
 	defer cache.Unref()
+	corrupt := new(atomic.Pointer[error])
 	opts := &pebble.Options{
 		FS:                          fs,
 		Logger:                      pebbleLogger{log},
+		EventListener:               eventListener(o.Dir, log, corrupt),
 		FormatMajorVersion:          pebbleFormat,
 		ErrorIfNotExists:            !fresh,
 		Cache:                       cache,
@@ -146,13 +151,33 @@ func Open(o Options) (*Pebble, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Pebble{dir: o.Dir, db: db}
+	p := &Pebble{dir: o.Dir, db: db, corrupt: corrupt}
 	p.idle.L = &p.mu
 	if err := p.checkVersion(); err != nil {
 		_ = p.closeDB()
 		return nil, err
 	}
 	return p, nil
+}
+
+// eventListener logs Pebble's trouble. Pebble's default DataCorruption
+// handler calls Fatalf, which from a background goroutine (table stats,
+// compactions) would take the process down; a damaged file must instead be
+// a clear error naming the folder.
+func eventListener(dir string, log *slog.Logger, corrupt *atomic.Pointer[error]) *pebble.EventListener {
+	return &pebble.EventListener{
+		BackgroundError: func(err error) {
+			log.Error("store background error", "dir", dir, "err", err)
+		},
+		DataCorruption: func(info pebble.DataCorruptionInfo) {
+			err := fmt.Errorf("store %s: %w: %s", dir, ErrCorrupt, info)
+			corrupt.CompareAndSwap(nil, &err)
+			log.Error("store data corruption", "dir", dir, "err", err)
+		},
+		DiskSlow: func(info pebble.DiskSlowInfo) {
+			log.Warn("store disk slow", "dir", dir, "info", info.String())
+		},
+	}
 }
 
 // openPebble is pebble.Open that turns a panic (a Fatalf through our
@@ -248,10 +273,12 @@ func (p *Pebble) checkVersion() error {
 	if !empty {
 		return fmt.Errorf("store %s: a Pebble database without a Starling format version; refusing to use it", p.dir)
 	}
-	if err := p.db.Set(keyVersion, binary.BigEndian.AppendUint32(nil, formatVersion), pebble.Sync); err != nil {
+	pb := p.db.NewBatch()
+	defer pb.Close()
+	if err := pb.Set(keyVersion, binary.BigEndian.AppendUint32(nil, formatVersion), nil); err != nil {
 		return fmt.Errorf("store %s: writing the format version: %w", p.dir, err)
 	}
-	return nil
+	return p.commit(pb, pebble.Sync)
 }
 
 // enter registers an Apply or Load; it fails once Close has begun.
@@ -395,6 +422,9 @@ func (p *Pebble) Load(ctx context.Context, l broker.Loader) (err error) {
 	}
 	if err := it.Error(); err != nil {
 		return fmt.Errorf("store %s: %w", p.dir, err)
+	}
+	if e := p.corrupt.Load(); e != nil {
+		return *e
 	}
 	return nil
 }
