@@ -45,6 +45,7 @@ func (p *Pebble) ApplyAsync(ctx context.Context, b *broker.Batch) (wait func() e
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	p.maybeReopen()
 	if err := p.enter(); err != nil {
 		return nil, err
 	}
@@ -84,12 +85,12 @@ func (p *Pebble) applyNoSyncWait(pb *pebble.Batch) (err error) {
 				panic(r)
 			}
 			err = fmt.Errorf("store %s: commit failed: %w", p.dir, f)
-			p.failed.CompareAndSwap(nil, &err)
+			p.fail(&err)
 		}
 	}()
 	if err := p.db.ApplyNoSyncWait(pb, pebble.Sync); err != nil {
 		err = fmt.Errorf("store %s: commit failed: %w", p.dir, err)
-		p.failed.CompareAndSwap(nil, &err)
+		p.fail(&err)
 		return err
 	}
 	return nil
@@ -103,12 +104,12 @@ func (p *Pebble) syncWait(pb *pebble.Batch) (err error) {
 				panic(r)
 			}
 			err = fmt.Errorf("store %s: sync failed: %w", p.dir, f)
-			p.failed.CompareAndSwap(nil, &err)
+			p.fail(&err)
 		}
 	}()
 	if err := pb.SyncWait(); err != nil {
 		err = fmt.Errorf("store %s: sync failed: %w", p.dir, err)
-		p.failed.CompareAndSwap(nil, &err)
+		p.fail(&err)
 		return err
 	}
 	return nil

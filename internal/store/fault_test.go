@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
@@ -240,5 +241,54 @@ func TestFaultAtEveryWriteOp(t *testing.T) {
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// A store whose WAL sync failed heals by itself once writes work again
+// (a full disk that got space back): after ReopenInterval, the next Apply
+// reopens the folder and succeeds, and everything acknowledged is there.
+func TestFailedStoreReopens(t *testing.T) {
+	dir := t.TempDir()
+	inj := &nthOp{match: func(op errorfs.Op) bool { return isWAL(op) && isSync(op) }}
+	s, err := Open(Options{Dir: dir, FS: errorfs.Wrap(vfs.Default, inj), ReopenInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var b broker.Batch
+	faultBatch(&b, "c", 0)
+	if err := s.Apply(ctx, &b, true); err != nil {
+		t.Fatal(err)
+	}
+	inj.arm(1)
+	faultBatch(&b, "c", 1)
+	if err := s.Apply(ctx, &b, true); err == nil {
+		t.Fatal("the injected sync failure was not reported")
+	}
+	b.Reset()
+	faultBatch(&b, "c", 2)
+	if err := s.Apply(ctx, &b, true); err == nil {
+		t.Fatal("Apply right after a failure succeeded: no reopen interval")
+	}
+	inj.armed.Store(false) // the disk works again
+	deadline := time.Now().Add(5 * time.Second)
+	for k := 3; ; k++ {
+		b.Reset()
+		faultBatch(&b, "c", k)
+		err := s.Apply(ctx, &b, true)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the store never reopened: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	got := batchesOf(t, s)["c"]
+	if !got[0] {
+		t.Fatal("acknowledged batch 0 lost across the reopen")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
 	}
 }

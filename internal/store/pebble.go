@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -46,20 +47,27 @@ type Options struct {
 	MemTableSize uint64
 	// CacheSize is Pebble's block cache size in bytes; 0: 32 MiB.
 	CacheSize int64
+	// ReopenInterval is how long a failed store waits before it tries to
+	// reopen its folder (a full disk that got space back); 0: 5 s.
+	ReopenInterval time.Duration
 }
 
 // Pebble is the durable store in a folder. It is safe for concurrent use;
 // concurrent synced Applies share WAL fsyncs (Pebble's commit pipeline
 // groups them).
 //
-// A failed commit (a WAL write or fsync error, a full disk) makes the store
-// unusable: that Apply and every later one return an error, and the process
-// should stop and reopen the folder. The failed batch is then found either
-// whole or not at all; never in part.
+// A failed commit (a WAL write or fsync error, a full disk) makes Pebble's
+// handle unusable: that Apply fails, and so does every later one until the
+// store has reopened its folder, which the next Apply tries once
+// ReopenInterval has passed. The failed batch is then found either whole or
+// not at all; never in part.
 type Pebble struct {
-	dir    string
-	db     *pebble.DB
-	failed atomic.Pointer[error]
+	dir     string
+	db      *pebble.DB // replaced on reopen (mu, with no users)
+	open    func() (*pebble.DB, error)
+	reopen  time.Duration
+	lastTry atomic.Int64 // unix nanoseconds of the last reopen attempt
+	failed  atomic.Pointer[error]
 	// corrupt is set by Pebble's DataCorruption event (often found by a
 	// background goroutine); Load reports it.
 	corrupt *atomic.Pointer[error]
@@ -132,26 +140,33 @@ func Open(o Options) (*Pebble, error) {
 	if cacheSize == 0 {
 		cacheSize = defaultCacheSize
 	}
-	cache := pebble.NewCache(cacheSize)
-	defer cache.Unref()
 	corrupt := new(atomic.Pointer[error])
-	opts := &pebble.Options{
-		FS:                          fs,
-		Logger:                      pebbleLogger{log},
-		EventListener:               eventListener(o.Dir, log, corrupt),
-		FormatMajorVersion:          pebbleFormat,
-		ErrorIfNotExists:            !fresh,
-		Cache:                       cache,
-		MemTableSize:                memtable,
-		MemTableStopWritesThreshold: 4,
-		WALBytesPerSync:             walBytesPerSync,
-		BytesPerSync:                bytesPerSync,
+	open := func(mustExist bool) (*pebble.DB, error) {
+		cache := pebble.NewCache(cacheSize)
+		defer cache.Unref()
+		return openPebble(o.Dir, &pebble.Options{
+			FS:                          fs,
+			Logger:                      pebbleLogger{log},
+			EventListener:               eventListener(o.Dir, log, corrupt),
+			FormatMajorVersion:          pebbleFormat,
+			ErrorIfNotExists:            mustExist,
+			Cache:                       cache,
+			MemTableSize:                memtable,
+			MemTableStopWritesThreshold: 4,
+			WALBytesPerSync:             walBytesPerSync,
+			BytesPerSync:                bytesPerSync,
+		})
 	}
-	db, err := openPebble(o.Dir, opts)
+	db, err := open(!fresh)
 	if err != nil {
 		return nil, err
 	}
-	p := &Pebble{dir: o.Dir, db: db, corrupt: corrupt}
+	reopen := o.ReopenInterval
+	if reopen == 0 {
+		reopen = 5 * time.Second
+	}
+	p := &Pebble{dir: o.Dir, db: db, corrupt: corrupt, reopen: reopen,
+		open: func() (*pebble.DB, error) { return open(true) }}
 	p.idle.L = &p.mu
 	if err := p.checkVersion(); err != nil {
 		_ = p.closeDB()
@@ -303,7 +318,7 @@ func (p *Pebble) leave() {
 
 func (p *Pebble) failure() error {
 	if e := p.failed.Load(); e != nil {
-		return fmt.Errorf("store %s: unusable after a failed write, restart to reopen: %w", p.dir, *e)
+		return fmt.Errorf("store %s: unusable after a failed write until it reopens: %w", p.dir, *e)
 	}
 	return nil
 }
@@ -318,6 +333,7 @@ func (p *Pebble) Apply(ctx context.Context, b *broker.Batch, sync bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	p.maybeReopen()
 	if err := p.enter(); err != nil {
 		return err
 	}
@@ -328,28 +344,11 @@ func (p *Pebble) Apply(ctx context.Context, b *broker.Batch, sync bool) error {
 	if b == nil || len(b.Ops) == 0 {
 		return nil
 	}
-	pb := p.db.NewBatch()
-	defer pb.Close()
-	var buf []byte
-	for i := range b.Ops {
-		var e encodedOp
-		var err error
-		buf, e, err = encodeOp(buf[:0], &b.Ops[i])
-		if err != nil {
-			return err
-		}
-		switch {
-		case e.end != nil:
-			err = pb.DeleteRange(e.key, e.end, nil)
-		case e.val != nil:
-			err = pb.Set(e.key, e.val, nil)
-		default:
-			err = pb.Delete(e.key, nil)
-		}
-		if err != nil {
-			return fmt.Errorf("store %s: %w", p.dir, err)
-		}
+	pb, err := p.buildBatch(b)
+	if err != nil {
+		return err
 	}
+	defer pb.Close()
 	opts := pebble.NoSync
 	if sync {
 		opts = pebble.Sync
@@ -368,12 +367,12 @@ func (p *Pebble) commit(pb *pebble.Batch, opts *pebble.WriteOptions) (err error)
 				panic(r)
 			}
 			err = fmt.Errorf("store %s: commit failed: %w", p.dir, f)
-			p.failed.CompareAndSwap(nil, &err)
+			p.fail(&err)
 		}
 	}()
 	if err := pb.Commit(opts); err != nil {
 		err = fmt.Errorf("store %s: commit failed: %w", p.dir, err)
-		p.failed.CompareAndSwap(nil, &err)
+		p.fail(&err)
 		return err
 	}
 	return nil
@@ -456,8 +455,52 @@ func (p *Pebble) closeDB() (err error) {
 			err = fmt.Errorf("store %s: close: %w", p.dir, f)
 		}
 	}()
+	if p.db == nil {
+		return nil // a reopen failed
+	}
 	if err := p.db.Close(); err != nil {
 		return fmt.Errorf("store %s: close: %w", p.dir, err)
 	}
 	return nil
+}
+
+// maybeReopen reopens the folder of a failed store, at most once per
+// ReopenInterval: a full disk that got space back, or a transient I/O
+// error, then heals without a restart of the process. It waits for the
+// calls in progress, which fail fast on a failed store.
+func (p *Pebble) maybeReopen() {
+	if p.failed.Load() == nil {
+		return
+	}
+	now := time.Now().UnixNano()
+	last := p.lastTry.Load()
+	if now-last < int64(p.reopen) || !p.lastTry.CompareAndSwap(last, now) {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for p.users > 0 {
+		p.idle.Wait()
+	}
+	if p.closed || p.failed.Load() == nil {
+		return
+	}
+	_ = p.closeDB() // fails: the handle is broken
+	p.db = nil
+	db, err := p.open()
+	if err != nil {
+		err = fmt.Errorf("store %s: reopen after a failure: %w", p.dir, err)
+		p.failed.Store(&err)
+		return
+	}
+	p.db = db
+	p.failed.Store(nil)
+}
+
+// fail marks the store failed with *err (the first failure wins); the next
+// reopen is tried ReopenInterval later.
+func (p *Pebble) fail(err *error) {
+	if p.failed.CompareAndSwap(nil, err) {
+		p.lastTry.Store(time.Now().UnixNano())
+	}
 }
