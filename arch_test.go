@@ -20,6 +20,7 @@ var allowed = map[string][]string{
 	"internal/client":    {"internal/packet"},
 	"internal/broker":    {"internal/packet", "internal/topic", "internal/session"},
 	"internal/auth/file": {"internal/broker", "internal/packet", "internal/topic", "internal/session"},
+	"internal/store":     {"internal/broker", "internal/packet", "internal/topic", "internal/session"},
 }
 
 func TestImportDirections(t *testing.T) {
