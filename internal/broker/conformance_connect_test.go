@@ -1001,3 +1001,50 @@ func ackPublish(t testing.TB, c *rawClient, m *packet.Publish) {
 		c.send(&packet.Pubcomp{PacketID: m.PacketID})
 	}
 }
+
+// [MQTT-3.1.3-2] The ClientId identifies the session whatever protocol
+// version the client connects with: a 3.1.1 session resumes on a 5.0
+// connection and back, with its subscriptions and queued messages.
+func TestMQTT_3_1_3_2_SessionResumesAcrossVersions(t *testing.T) {
+	t.Parallel()
+	_, addr := startBroker(t, Options{}, nil)
+	pub := connected(t, addr, packet.V311, "pub")
+	c, _ := dialSession(t, addr, packet.V311, "cross", false, 0)
+	c.subscribe(1, packet.Subscription{Filter: "cross", QoS: 1})
+	disconnect(c)
+	publishQoS(t, pub, &packet.Publish{Topic: "cross", QoS: 1, PacketID: 1, Payload: []byte("to 5.0")})
+	c, ack := dialSession(t, addr, packet.V5, "cross", false, 300)
+	if !ack.SessionPresent {
+		t.Fatal("3.1.1 session not found by a 5.0 connection")
+	}
+	m := c.recvPublish()
+	if string(m.Payload) != "to 5.0" {
+		t.Fatalf("got %+v", m)
+	}
+	ackPublish(t, c, m)
+	disconnect(c)
+	publishQoS(t, pub, &packet.Publish{Topic: "cross", QoS: 1, PacketID: 2, Payload: []byte("to 3.1.1")})
+	c, ack = dialSession(t, addr, packet.V311, "cross", false, 0)
+	if !ack.SessionPresent {
+		t.Fatal("5.0 session not found by a 3.1.1 connection")
+	}
+	if m := c.recvPublish(); string(m.Payload) != "to 3.1.1" {
+		t.Fatalf("got %+v", m)
+	}
+}
+
+// 3.1.4: if the Server does not receive a CONNECT within a reasonable
+// amount of time after the Network Connection is established, it SHOULD
+// close the connection.
+func TestMQTT_3_1_4_ConnectTimeout(t *testing.T) {
+	t.Parallel()
+	_, addr := startBroker(t, Options{ConnectTimeout: 300 * time.Millisecond}, nil)
+	c := dialRaw(t, addr, packet.V311)
+	start := time.Now()
+	if got := readToClose(c); len(got) != 0 {
+		t.Fatalf("got %v", typesOf(got))
+	}
+	if el := time.Since(start); el > 3*time.Second {
+		t.Fatalf("closed after %v", el)
+	}
+}

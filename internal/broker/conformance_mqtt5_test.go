@@ -327,7 +327,6 @@ func TestMQTT_3_14_4_3_DisconnectWithWillMessage(t *testing.T) {
 // disconnection). [MQTT-3.1.2-10] only that reason removes it: a DISCONNECT
 // with an error reason (0x80 and up) keeps the will.
 func TestMQTT_3_1_2_10_WillKeptOnErrorDisconnect(t *testing.T) {
-	t.Skip("BUG: DISCONNECT with any reason other than 0x04 (e.g. 0x80, 0x83, 0x8D) discards the will; only 0x00 may")
 	t.Parallel()
 	_, addr := startBroker(t, Options{}, nil)
 	sub := connected(t, addr, packet.V5, "sub")
@@ -621,7 +620,6 @@ func TestMQTT_3_3_4_6_ClientOnlyPropertiesNotForwarded(t *testing.T) {
 	for name, props := range cases {
 		t.Run(name, func(t *testing.T) {
 			if props.ResponseTopic != "" {
-				t.Skip("BUG: a PUBLISH whose Response Topic contains '+' or '#' is accepted and forwarded to subscribers unchanged [MQTT-3.3.2-14]")
 			}
 			sub := connected(t, addr, packet.V5, "sub")
 			sub.subscribe(1, packet.Subscription{Filter: "cp"})
@@ -725,5 +723,94 @@ func TestMQTT_3_1_4_3_TakeoverKeepsSession(t *testing.T) {
 	publishQoS(t, pub, &packet.Publish{Topic: "keep", QoS: 1, PacketID: 1, Payload: []byte("k")})
 	if m := c.recvPublish(); string(m.Payload) != "k" {
 		t.Fatalf("got %+v", m)
+	}
+}
+
+// [MQTT-4.1.0-1] The Server MUST NOT discard the Session State while the
+// Network Connection is open, however short its Session Expiry Interval.
+func TestMQTT_4_1_0_1_SessionKeptWhileConnected(t *testing.T) {
+	t.Parallel()
+	_, addr := startBroker(t, Options{}, nil)
+	c, _ := dialSession(t, addr, packet.V5, "short", false, 1)
+	c.subscribe(1, packet.Subscription{Filter: "short", QoS: 1})
+	time.Sleep(2200 * time.Millisecond) // two janitor sweeps past the expiry
+	pub := connected(t, addr, packet.V5, "pub")
+	if rc := publishQoS(t, pub, &packet.Publish{Topic: "short", QoS: 1, PacketID: 1, Payload: []byte("x")}); rc != packet.Success {
+		t.Fatalf("PUBACK %v: the connected session lost its subscription", rc)
+	}
+	c.recvPublish()
+}
+
+// [MQTT-3.3.2-5] If the Message Expiry Interval has passed and the Server
+// has not managed to start onward delivery to a matching subscriber, then
+// it MUST delete the copy of the message for that subscriber; this holds
+// for retained messages too. [MQTT-3.3.2-6] The expiry sent is the received
+// value minus the time the message waited in the Server.
+func TestMQTT_3_3_2_6_RetainedMessageExpiry(t *testing.T) {
+	t.Parallel()
+	_, addr := startBroker(t, Options{}, nil)
+	pub := connected(t, addr, packet.V5, "pub")
+	publishQoS(t, pub, &packet.Publish{Topic: "rx/short", QoS: 1, PacketID: 1, Retain: true, Payload: []byte("s"),
+		Properties: packet.Properties{MessageExpiry: new(uint32(1))}})
+	publishQoS(t, pub, &packet.Publish{Topic: "rx/long", QoS: 1, PacketID: 2, Retain: true, Payload: []byte("l"),
+		Properties: packet.Properties{MessageExpiry: new(uint32(10))}})
+	time.Sleep(1100 * time.Millisecond) // the short one must expire while retained
+	c := connected(t, addr, packet.V5, "sub")
+	c.subscribe(1, packet.Subscription{Filter: "rx/#"})
+	m := c.recvPublish()
+	if m.Topic != "rx/long" || m.Properties.MessageExpiry == nil || *m.Properties.MessageExpiry > 9 {
+		t.Fatalf("got %s with expiry %v, want rx/long with at most 9 s left", m.Topic, m.Properties.MessageExpiry)
+	}
+	c.expectNothing(150 * time.Millisecond)
+}
+
+// 4.8.2: a Client with both a Shared and a Non-shared Subscription that
+// match a message receives a copy by virtue of the Non-shared one, and the
+// Shared Subscription delivers another copy to one of its members, which
+// may be the same Client.
+func TestMQTT_4_8_2_SharedAndNonSharedBothDeliver(t *testing.T) {
+	t.Parallel()
+	_, addr := startBroker(t, Options{}, nil)
+	c := connected(t, addr, packet.V5, "both")
+	c.subscribe(1, packet.Subscription{Filter: "both/x"}, packet.Subscription{Filter: "$share/g/both/#"})
+	pub := connected(t, addr, packet.V5, "pub")
+	publishQoS(t, pub, &packet.Publish{Topic: "both/x", Payload: []byte("x")})
+	c.recvPublish()
+	c.recvPublish()
+	c.expectNothing(150 * time.Millisecond)
+}
+
+// [MQTT-3.2.2-19] The Server MUST NOT send a Reason String if it would
+// increase the size of the CONNACK packet beyond the Maximum Packet Size
+// specified by the Client ([MQTT-3.2.2-20] likewise User Properties); and
+// [MQTT-3.1.2-24] no packet may exceed it, refusals included.
+func TestMQTT_3_2_2_19_RefusalWithinClientMaximumPacketSize(t *testing.T) {
+	t.Parallel()
+	auth := authnFunc(func(c *ClientInfo) error {
+		if c.Username == "ok" {
+			return nil
+		}
+		return packet.NotAuthorized
+	})
+	_, addr := startBroker(t, Options{}, &ListenerOptions{Name: "auth", Authenticator: auth})
+	cases := map[string]packet.Properties{
+		"authenticator refuses":   {MaximumPacketSize: new(uint32(8))},
+		"unsupported auth method": {MaximumPacketSize: new(uint32(8)), AuthMethod: "SCRAM-SHA-256"},
+	}
+	for name, props := range cases {
+		t.Run(name, func(t *testing.T) {
+			c := dialRaw(t, addr, packet.V5)
+			b, _ := packet.Encode(&packet.Connect{ProtocolName: "MQTT", Version: packet.V5, ClientID: "small", CleanStart: true,
+				UsernameFlag: true, Username: "no", Properties: props}, packet.V5)
+			c.sendRaw(b)
+			c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+			hdr := readRaw(t, c, 2)
+			if hdr[0] != 0x20 {
+				t.Fatalf("first byte %02X, want CONNACK", hdr[0])
+			}
+			if size := 2 + int(hdr[1]); size > 8 {
+				t.Fatalf("CONNACK of %d bytes sent to a client whose maximum packet size is 8", size)
+			}
+		})
 	}
 }

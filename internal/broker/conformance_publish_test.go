@@ -731,3 +731,81 @@ func receiveAll(t testing.TB, c *rawClient, n int) []*packet.Publish {
 		}
 	}
 }
+
+// [MQTT-4.7.3-3] Topic Names and Topic Filters MUST NOT encode to more than
+// 65,535 bytes: up to that length they are valid. 3.3.3: the payload is
+// opaque and may be empty or large.
+func TestMQTT_4_7_3_3_LongTopicsAndLargePayloads(t *testing.T) {
+	t.Parallel()
+	_, addr := startBroker(t, Options{}, nil)
+	long := strings.Repeat("t/", 32767) + "x" // 65535 bytes
+	sub := connected(t, addr, packet.V311, "sub")
+	if sa := sub.subscribe(1, packet.Subscription{Filter: long, QoS: 1}, packet.Subscription{Filter: "big", QoS: 1}); sa.ReasonCodes[0] != packet.GrantedQoS1 {
+		t.Fatalf("suback %v", sa.ReasonCodes)
+	}
+	pub := connected(t, addr, packet.V311, "pub")
+	publishQoS(t, pub, &packet.Publish{Topic: long, QoS: 1, PacketID: 1, Payload: []byte("long")})
+	if m := sub.recvPublish(); m.Topic != long {
+		t.Fatalf("topic of %d bytes", len(m.Topic))
+	} else {
+		ackPublish(t, sub, m)
+	}
+	for _, n := range []int{0, 1, 300 << 10} {
+		payload := make([]byte, n)
+		for i := range payload {
+			payload[i] = byte(i * 7)
+		}
+		publishQoS(t, pub, &packet.Publish{Topic: "big", QoS: 1, PacketID: 2, Payload: payload})
+		m := sub.recvPublish()
+		if string(m.Payload) != string(payload) {
+			t.Fatalf("payload of %d bytes arrived as %d bytes", n, len(m.Payload))
+		}
+		ackPublish(t, sub, m)
+	}
+}
+
+// [MQTT-4.3.3-2] Until it has received the corresponding PUBREL, the
+// receiver MUST acknowledge any subsequent PUBLISH with the same Packet
+// Identifier by sending a PUBREC and MUST NOT cause duplicate messages to be
+// delivered - also when the PUBLISH is re-sent on a new connection of the
+// same session [MQTT-4.4.0-1]; a PUBREL re-sent after reconnecting gets its
+// PUBCOMP. A clean session starts without that state [MQTT-3.1.2-6].
+func TestMQTT_4_3_3_2_IncomingQoS2StateKeptInSession(t *testing.T) {
+	t.Parallel()
+	b, addr := startBroker(t, Options{}, nil)
+	for _, v := range []packet.Version{packet.V311, packet.V5} {
+		t.Run(v.String(), func(t *testing.T) {
+			id := "q2state" + v.String()
+			topic := "q2state/" + v.String()
+			sub := connected(t, addr, v, "sub"+id)
+			sub.subscribe(1, packet.Subscription{Filter: topic})
+			c, _ := dialSession(t, addr, v, id, false, 300)
+			c.send(&packet.Publish{Topic: topic, QoS: 2, PacketID: 7, Payload: []byte("once")})
+			recvAs[*packet.Pubrec](t, c)
+			sub.recvPublish()
+			closeAndWait(t, b, c)
+
+			c, _ = dialSession(t, addr, v, id, false, 300)
+			c.send(&packet.Publish{Topic: topic, QoS: 2, PacketID: 7, Dup: true, Payload: []byte("once")})
+			recvAs[*packet.Pubrec](t, c)
+			sub.expectNothing(200 * time.Millisecond)
+			closeAndWait(t, b, c)
+
+			c, _ = dialSession(t, addr, v, id, false, 300)
+			c.send(&packet.Pubrel{PacketID: 7})
+			if pc := recvAs[*packet.Pubcomp](t, c); pc.PacketID != 7 || pc.ReasonCode != packet.Success {
+				t.Fatalf("PUBCOMP %+v", pc)
+			}
+			// the same id again on a clean session is a new message
+			c.send(&packet.Publish{Topic: topic, QoS: 2, PacketID: 8, Payload: []byte("pending")})
+			recvAs[*packet.Pubrec](t, c)
+			sub.recvPublish()
+			closeAndWait(t, b, c)
+			c, _ = dialSession(t, addr, v, id, true, 0)
+			publishQoS(t, c, &packet.Publish{Topic: topic, QoS: 2, PacketID: 8, Payload: []byte("fresh")})
+			if m := sub.recvPublish(); string(m.Payload) != "fresh" {
+				t.Fatalf("got %+v", m)
+			}
+		})
+	}
+}

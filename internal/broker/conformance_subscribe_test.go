@@ -485,3 +485,19 @@ func TestMQTT_4_8_2_4_SharedDeliveryCompletesOnReconnect(t *testing.T) {
 		t.Fatalf("got %+v", m)
 	}
 }
+
+// [MQTT-4.7.2-1] applies to Shared Subscriptions too: a shared filter
+// starting with a wildcard does not match topic names starting with '$'.
+func TestMQTT_4_7_2_1_SharedWildcardsSkipDollarTopics(t *testing.T) {
+	t.Parallel()
+	_, addr := startBroker(t, Options{}, nil)
+	c := connected(t, addr, packet.V5, "member")
+	c.subscribe(1, packet.Subscription{Filter: "$share/g/#"}, packet.Subscription{Filter: "$share/g/+/x"},
+		packet.Subscription{Filter: "$share/h/$dollar/#"})
+	pub := connected(t, addr, packet.V5, "pub")
+	publishQoS(t, pub, &packet.Publish{Topic: "$dollar/x", Payload: []byte("$")})
+	if m := c.recvPublish(); m.Topic != "$dollar/x" {
+		t.Fatalf("got %q", m.Topic)
+	}
+	c.expectNothing(200 * time.Millisecond) // only the explicit $dollar/# group matched
+}

@@ -42,7 +42,6 @@ type conn struct {
 	batch     Batch // store writes of this connection's requests
 	inAliases map[uint16]string
 	graceful  bool // normal DISCONNECT received: no will
-	sendWill  bool // DISCONNECT 0x04
 
 	outMu      sync.Mutex // guards the fields below
 	out        *[]byte    // pooled; nil while nothing waits to be written
@@ -264,11 +263,9 @@ func (c *conn) handleDisconnect(p *packet.Disconnect) error {
 		c.s.expiry = *p.Properties.SessionExpiry
 		c.s.mu.Unlock()
 	}
-	if p.ReasonCode == packet.DisconnectWithWill {
-		c.sendWill = true
-	} else {
-		c.graceful = true // [MQTT-3.14.4-3] the will is discarded
-	}
+	// [MQTT-3.14.4-3] only a normal disconnection discards the will; 0x04
+	// and the error reasons leave it to be published
+	c.graceful = p.ReasonCode == packet.NormalDisconnection
 	return errClose
 }
 
@@ -295,6 +292,9 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 	}
 	if err := topic.ValidName(p.Topic); err != nil {
 		return fmt.Errorf("%v: %w", err, packet.TopicNameInvalid)
+	}
+	if rt := p.Properties.ResponseTopic; rt != "" && topic.ValidName(rt) != nil {
+		return fmt.Errorf("response topic %q is not a topic name: %w", rt, packet.ProtocolError) // [MQTT-3.3.2-14]
 	}
 	if p.Retain && !c.opts.RetainAvailable {
 		return fmt.Errorf("retain not available: %w", packet.RetainNotSupported) // [MQTT-3.3.1-13]
@@ -790,6 +790,11 @@ func (c *conn) refuse(rc packet.ReasonCode, reason string) error {
 	ack := &packet.Connack{ReasonCode: rc}
 	if c.version == packet.V5 && reason != "" {
 		ack.Properties.ReasonString = reason
+		// the reason string goes only if it keeps the packet within the
+		// client's maximum packet size [MQTT-3.2.2-19]
+		if b, err := ack.AppendTo(nil, c.version); err == nil && c.maxOut > 0 && len(b) > c.maxOut {
+			ack.Properties.ReasonString = ""
+		}
 	}
 	c.send(ack)
 	return fmt.Errorf("connection refused: %s: %w", reason, rc)
@@ -815,6 +820,9 @@ func (c *conn) handshake() error {
 	}
 	c.version = cp.Version
 	c.nc.SetReadDeadline(time.Time{})
+	if cp.Version == packet.V5 && cp.Properties.MaximumPacketSize != nil {
+		c.maxOut = int(*cp.Properties.MaximumPacketSize)
+	}
 	b := c.b
 	o := &c.opts
 

@@ -148,6 +148,39 @@ func BenchmarkLoad(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/restart")
 	})
+	// The whole restart as the broker does it: open the folder and rebuild
+	// sessions, subscriptions and 100,000 queued messages in the broker.
+	b.Run("PebbleBroker", func(b *testing.B) {
+		dir := b.TempDir()
+		s, err := Open(Options{Dir: dir})
+		if err != nil {
+			b.Fatal(err)
+		}
+		fill(b, s)
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for range b.N {
+			s, err := Open(Options{Dir: dir})
+			if err != nil {
+				b.Fatal(err)
+			}
+			br := broker.New(broker.Options{Store: s, MaxInflight: 20})
+			if err := br.Load(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			if st := br.Stats(); st.ClientsTotal != sessions {
+				b.Fatalf("%d sessions restored, want %d", st.ClientsTotal, sessions)
+			}
+			br.Close()
+			if err := s.Close(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/restart")
+	})
 	b.Run("Memory", func(b *testing.B) {
 		s := NewMemory()
 		defer s.Close()
