@@ -90,6 +90,27 @@ func serveCmd(args []string, stderr io.Writer) error {
 	return s.run()
 }
 
+// logLevel is log_level when it is set (or -v), else what Mosquitto's
+// log_type asks for: debug shows everything, none nothing, and the default
+// (error, warning, notice, information) Info.
+func logLevel(cfg *config.Config) slog.Level {
+	if cfg.LogLevel != slog.LevelInfo {
+		return cfg.LogLevel
+	}
+	t := cfg.LogTypes
+	switch {
+	case t&config.LogDebug != 0:
+		return slog.LevelDebug
+	case t&(config.LogNotice|config.LogInformation|config.LogSubscribe|config.LogUnsubscribe|config.LogWebsockets) != 0:
+		return slog.LevelInfo
+	case t&config.LogWarning != 0:
+		return slog.LevelWarn
+	case t&config.LogError != 0:
+		return slog.LevelError
+	}
+	return slog.LevelError + 4 // log_type none
+}
+
 func loadConfig(path string) (*config.Config, error) {
 	if path == "" {
 		return config.Default(), nil
@@ -173,6 +194,7 @@ func brokerOptions(cfg *config.Config, log *slog.Logger) broker.Options {
 		UpgradeOutgoingQoS:         cfg.UpgradeOutgoingQoS,
 		Version:                    version,
 		Logger:                     log,
+		ConnectionMessages:         cfg.ConnectionMessages,
 	}
 	for _, l := range cfg.Listeners {
 		if l.MaxTopicAlias >= 0 && l.MaxTopicAlias <= 65535 {
@@ -185,7 +207,7 @@ func brokerOptions(cfg *config.Config, log *slog.Logger) broker.Options {
 
 func newServer(cfg *config.Config, cfgPath string, stderr io.Writer) (*server, error) {
 	level := new(slog.LevelVar)
-	level.Set(cfg.LogLevel)
+	level.Set(logLevel(cfg))
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	s := &server{cfgPath: cfgPath, level: level, log: log}
 	opts := brokerOptions(cfg, log)
@@ -335,7 +357,7 @@ func (s *server) reload() {
 		if err != nil {
 			s.log.Error("configuration not reloaded", "err", err)
 		} else {
-			s.level.Set(cfg.LogLevel)
+			s.level.Set(logLevel(cfg))
 			s.b.SetLimits(brokerOptions(cfg, s.log))
 		}
 	}

@@ -68,6 +68,9 @@ type Options struct {
 	Version string
 	// Logger receives the broker's logs; nil discards them.
 	Logger *slog.Logger
+	// ConnectionMessages logs each client's connection and disconnection
+	// at Info (Mosquitto's connection_messages); otherwise at Debug.
+	ConnectionMessages bool
 	// Store keeps persistent sessions and retained messages; nil keeps
 	// them in memory only. Call Load before Serve when it is set.
 	Store Store

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"strconv"
@@ -534,8 +535,8 @@ func (c *conn) detach(cause error) {
 	if drop {
 		b.dropSession(s)
 	}
-	if b.log.Enabled(context.Background(), -4) {
-		b.log.Debug("client disconnected", "client_id", info.ClientID, "cause", cause)
+	if lvl := b.connLogLevel(); b.log.Enabled(context.Background(), lvl) {
+		b.log.Log(context.Background(), lvl, "client disconnected", "client_id", info.ClientID, "cause", cause)
 	}
 }
 
@@ -884,7 +885,8 @@ func (c *conn) handshake() error {
 	if c.lo.PeerCertificates != nil {
 		info.PeerCerts = c.lo.PeerCertificates(c.nc)
 	}
-	if c.lo.UseIdentityAsUsername || c.lo.UseSubjectAsUsername {
+	certAuth := c.lo.UseIdentityAsUsername || c.lo.UseSubjectAsUsername
+	if certAuth {
 		if len(info.PeerCerts) == 0 {
 			return c.refuse(packet.NotAuthorized, "a client certificate is required")
 		}
@@ -895,7 +897,9 @@ func (c *conn) handshake() error {
 		}
 		info.HasUsername = true
 	}
-	if c.lo.Authenticator != nil {
+	// A verified certificate that names the user is the authentication, as
+	// in Mosquitto: no password check; the ACL still applies to the name.
+	if c.lo.Authenticator != nil && !certAuth {
 		if err := c.lo.Authenticator.Authenticate(context.Background(), info); err != nil {
 			var rc packet.ReasonCode
 			if !errors.As(err, &rc) || !rc.IsError() {
@@ -1029,11 +1033,20 @@ func (c *conn) handshake() error {
 	if stale != nil {
 		b.dropSession(stale)
 	}
-	if b.log.Enabled(context.Background(), -4) {
-		b.log.Debug("client connected", "client_id", clientID, "remote", info.RemoteAddr.String(),
-			"version", cp.Version.String(), "session_present", present, "listener", c.lo.Name)
+	if lvl := b.connLogLevel(); b.log.Enabled(context.Background(), lvl) {
+		b.log.Log(context.Background(), lvl, "client connected", "client_id", clientID, "remote", info.RemoteAddr.String(),
+			"version", cp.Version.String(), "session_present", present, "listener", c.lo.Name, "username", info.Username)
 	}
 	return nil
+}
+
+// connLogLevel is the level of connection messages: Info with Mosquitto's
+// connection_messages (the default), Debug without.
+func (b *Broker) connLogLevel() slog.Level {
+	if b.opts.ConnectionMessages {
+		return slog.LevelInfo
+	}
+	return slog.LevelDebug
 }
 
 // assignID returns a unique client id for a client that sent none.
