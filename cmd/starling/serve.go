@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,6 +48,7 @@ func serveCmd(args []string, stderr io.Writer) error {
 	fs.Var(&ports, "p", "listen on `port` instead of 1883 (repeatable)")
 	verbose := fs.Bool("v", false, "verbose: log at debug level")
 	dataDir := fs.String("data-dir", "", "keep sessions and retained messages in `folder` (persistence true + persistence_location)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to `file` until shutdown (for performance work)")
 	daemon := fs.Bool("d", false, "run in the background (not supported: use your service manager)")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err.Error()}
@@ -82,6 +84,20 @@ func serveCmd(args []string, stderr io.Writer) error {
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return err
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}()
 	}
 	s, err := newServer(cfg, *cfgPath, stderr)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -116,6 +117,7 @@ func (c *conn) serve() error {
 		return err
 	}
 	var refreshed time.Time
+	n := 0
 	for {
 		if c.keepAlive > 0 {
 			// [MQTT-3.1.2-24] within 1.5 x keep alive, refreshed at most
@@ -138,6 +140,11 @@ func (c *conn) serve() error {
 			return err
 		}
 		c.b.stats.msgsRecv.Add(1)
+		if n++; n%16 == 0 {
+			// a publisher that always has more to read must not starve
+			// the goroutines that deliver and take acknowledgements
+			runtime.Gosched()
+		}
 		if err := c.handle(p); err != nil {
 			var rc packet.ReasonCode
 			if errors.As(err, &rc) {
@@ -494,6 +501,7 @@ func (c *conn) detach(cause error) {
 	s.mu.Lock()
 	if s.conn == c {
 		s.conn = nil
+		s.uncongestLocked()
 		s.offAt = now
 		if c.graceful {
 			s.will = nil

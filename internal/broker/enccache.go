@@ -14,8 +14,9 @@ import (
 // outgoing topic aliases, DUP) are encoded on their own. It is owned by one
 // route call at a time.
 type encCache struct {
-	batch *Batch        // store writes of this route; nil without a store
-	added []pendingSend // deliveries held until the batch is written
+	batch     *Batch          // store writes of this route; nil without a store
+	added     []pendingSend   // deliveries held until the batch is written
+	congested []chan struct{} // congested sessions the acknowledgement waits for
 
 	msg       *session.Message
 	ephemeral bool             // msg's memory is reused after the route

@@ -150,8 +150,9 @@ func (b *Broker) routeMsg(msg *session.Message, from *sess, now time.Time, ephem
 // routeDone is the end of a route that waits for the store: the deliveries
 // to durable sessions are sent once the write is durable, or taken back.
 type routeDone struct {
-	wait  func() error
-	added []pendingSend
+	wait      func() error
+	added     []pendingSend
+	congested []chan struct{}
 }
 
 // finish waits for the write and then sends or takes back the deliveries.
@@ -161,6 +162,17 @@ func (d *routeDone) finish() error {
 		err = d.wait()
 	}
 	releaseHeld(d.added, err, time.Now(), nil)
+	if len(d.congested) > 0 {
+		t := time.NewTimer(congestWait)
+		defer t.Stop()
+		for _, ch := range d.congested {
+			select {
+			case <-ch:
+			case <-t.C:
+				return err
+			}
+		}
+	}
 	return err
 }
 
@@ -284,6 +296,12 @@ func (b *Broker) routeStart(msg *session.Message, from *sess, now time.Time, eph
 	} else {
 		releaseHeld(ec.added, nil, now, ec) // written without a sync
 	}
+	if len(ec.congested) > 0 && async {
+		if done == nil {
+			done = &routeDone{}
+		}
+		done.congested = append([]chan struct{}(nil), ec.congested...)
+	}
 	b.resetRoute(ec)
 	sc.reset()
 	b.scratch.Put(sc)
@@ -295,6 +313,8 @@ func (b *Broker) resetRoute(ec *encCache) {
 	if ec.batch != nil {
 		ec.batch.Reset()
 	}
+	clear(ec.congested)
+	ec.congested = ec.congested[:0]
 	clear(ec.added)
 	ec.added = ec.added[:0]
 	ec.batch = nil

@@ -32,6 +32,41 @@ type sess struct {
 	willAt  time.Time // when a delayed will is due; zero = none pending
 	gone    bool      // removed from the broker; deliveries are dropped
 	scratch []*session.Delivery
+	// drained is closed when the queue of a congested online session has
+	// drained (see congestQueue); nil when nobody waits.
+	drained chan struct{}
+}
+
+// congestQueue is the queue length at which an online session is congested:
+// acknowledgements of QoS 1 and 2 messages routed to it wait (at most
+// congestWait) until its queue is down to half, so that publishers slow to
+// the pace of their subscribers through MQTT's own flow control instead of
+// filling queues until messages are dropped. The reader is not blocked: a
+// publisher stops when its own window of unacknowledged messages is full.
+const (
+	congestQueue = 256
+	congestWait  = 2 * time.Second
+)
+
+// congestedLocked returns the channel to wait on when s is congested, or
+// nil. s.mu must be held.
+func (s *sess) congestedLocked() chan struct{} {
+	if s.conn == nil || s.st.QueueLen() < congestQueue {
+		return nil
+	}
+	if s.drained == nil {
+		s.drained = make(chan struct{})
+	}
+	return s.drained
+}
+
+// uncongestLocked wakes the waiters once the queue has drained enough, or
+// the session went offline or away. s.mu must be held.
+func (s *sess) uncongestLocked() {
+	if s.drained != nil && (s.conn == nil || s.gone || s.st.QueueLen() <= congestQueue/2) {
+		close(s.drained)
+		s.drained = nil
+	}
 }
 
 func (s *sess) online() bool {
@@ -90,6 +125,11 @@ func (s *sess) deliver(msg *session.Message, qos byte, retain bool, subIDs []int
 		ec.added = append(ec.added, pendingSend{s, d})
 		send = nil
 	}
+	if ec != nil && ec.msg.QoS > 0 {
+		if ch := s.congestedLocked(); ch != nil {
+			ec.congested = append(ec.congested, ch)
+		}
+	}
 	if send != nil {
 		s.sendLocked(send, now, ec)
 	}
@@ -112,6 +152,7 @@ func (s *sess) pumpLocked(now time.Time, batch *Batch) {
 	if s.conn == nil {
 		return
 	}
+	defer s.uncongestLocked()
 	for {
 		s.scratch = s.st.Next(s.scratch[:0], now)
 		if len(s.scratch) == 0 {
@@ -169,6 +210,7 @@ func (b *Broker) dropSession(s *sess) {
 	subs := s.subs
 	s.subs = nil
 	s.st.Reset()
+	s.uncongestLocked()
 	s.mu.Unlock()
 	for _, sub := range subs {
 		b.removeSubscription(s, sub)
