@@ -272,9 +272,6 @@ func (b *Broker) ServeConn(nc net.Conn, lo *ListenerOptions) {
 	go func() {
 		defer b.wg.Done()
 		c.run()
-		b.mu.Lock()
-		delete(b.conns, c)
-		b.mu.Unlock()
 	}()
 }
 

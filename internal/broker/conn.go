@@ -27,7 +27,7 @@ type conn struct {
 	lo   *ListenerOptions
 	br   *idleReader
 	rd   *packet.Reader
-	eph  session.Message // the message being routed, for QoS 0 without retain
+	eph  *session.Message // the message being routed; made on the first PUBLISH
 	opts Options         // snapshot at accept
 
 	// set during CONNECT, then read-only
@@ -93,9 +93,26 @@ func (r countingReader) Read(p []byte) (int, error) {
 // errClose ends the read loop without a DISCONNECT from the server.
 var errClose = errors.New("connection closed")
 
+// run reads CONNECT, then hands the connection to a fresh goroutine for
+// the rest of its life: the handshake's deep calls (authentication,
+// logging) grow a goroutine's stack, and an idle connection should not keep
+// that stack for hours. The caller's goroutine exits.
 func (c *conn) run() {
 	c.b.stats.connsAccepted.Add(1)
-	err := c.serve()
+	if err := c.handshake(); err != nil {
+		c.finish(err)
+		return
+	}
+	c.b.wg.Add(1)
+	go func() {
+		defer c.b.wg.Done()
+		c.finish(c.serve())
+	}()
+}
+
+// finish ends the connection: the session's will and fate, the writer,
+// the socket, and the broker's books.
+func (c *conn) finish(err error) {
 	if c.s != nil {
 		c.detach(err)
 	}
@@ -108,14 +125,14 @@ func (c *conn) run() {
 	if c.s != nil {
 		c.b.stats.connected.Add(-1)
 	}
+	c.b.mu.Lock()
+	delete(c.b.conns, c)
+	c.b.mu.Unlock()
 	close(c.cleaned)
 }
 
-// serve reads CONNECT and then packets until the connection ends.
+// serve reads packets until the connection ends.
 func (c *conn) serve() error {
-	if err := c.handshake(); err != nil {
-		return err
-	}
 	var refreshed time.Time
 	n := 0
 	for {
@@ -384,9 +401,12 @@ func (c *conn) accept(p *packet.Publish) (packet.ReasonCode, *routeDone) {
 	// p and its payload are reused by the next read: route a message that
 	// lives in the connection, copied only if a session or the retained
 	// store keeps it
-	fillMessage(&c.eph, p, c.info.ClientID, now)
-	n, done := c.b.routeAsync(&c.eph, c.s, now, true, in)
-	c.eph = session.Message{}
+	if c.eph == nil {
+		c.eph = new(session.Message)
+	}
+	fillMessage(c.eph, p, c.info.ClientID, now)
+	n, done := c.b.routeAsync(c.eph, c.s, now, true, in)
+	*c.eph = session.Message{}
 	if n == 0 {
 		return packet.NoMatchingSubscribers, done
 	}

@@ -96,7 +96,7 @@ type Reader struct {
 	r     io.Reader
 	pool  *sync.Pool
 	body  *[]byte
-	pub   Publish
+	pub   *Publish // made on the first PUBLISH: a subscriber never needs it
 	topic string
 }
 
@@ -118,8 +118,10 @@ func (rd *Reader) ReadPacket(v Version, maxSize int) (Packet, error) {
 		rd.pool.Put(rd.body)
 		rd.body = nil
 	}
-	rd.pub.Payload = nil
-	rd.pub.Properties = Properties{}
+	if rd.pub != nil {
+		rd.pub.Payload = nil
+		rd.pub.Properties = Properties{}
+	}
 	first, remaining, err := readHeader(rd.r, v, maxSize)
 	if err != nil {
 		return nil, err
@@ -141,11 +143,14 @@ func (rd *Reader) ReadPacket(v Version, maxSize int) (Packet, error) {
 		return nil, bodyErr(first, remaining, err)
 	}
 	d := decoder{b: body}
-	d.publishInto(&rd.pub, first, v, &rd.topic)
+	if rd.pub == nil {
+		rd.pub = new(Publish)
+	}
+	d.publishInto(rd.pub, first, v, &rd.topic)
 	if d.err != nil {
 		return nil, fmt.Errorf("packet: PUBLISH: %w", d.err)
 	}
-	return &rd.pub, nil
+	return rd.pub, nil
 }
 
 // byteReader reads single bytes from an io.Reader that has no ReadByte.
