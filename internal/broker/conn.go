@@ -28,7 +28,7 @@ type conn struct {
 	br   *idleReader
 	rd   *packet.Reader
 	eph  *session.Message // the message being routed; made on the first PUBLISH
-	opts Options         // snapshot at accept
+	opts Options          // snapshot at accept
 
 	// set during CONNECT, then read-only
 	version   packet.Version
