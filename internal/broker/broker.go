@@ -298,6 +298,7 @@ func (b *Broker) Close() error {
 		c.kick(packet.ServerShuttingDown)
 	}
 	b.wg.Wait()
+	b.saveCounters()
 	return nil
 }
 

@@ -216,6 +216,36 @@ func (l *loader) IncomingQoS2(clientID string, id uint16) error {
 	return nil
 }
 
+// Counters starts the broker's counters where the last run left them.
+func (l *loader) Counters(r *CountersRecord) error {
+	st := &l.b.stats
+	st.msgsRecv.Store(r.MessagesReceived)
+	st.msgsSent.Store(r.MessagesSent)
+	st.pubRecv.Store(r.PublishReceived)
+	st.pubSent.Store(r.PublishSent)
+	st.pubDropped.Store(r.PublishDropped)
+	st.bytesRecv.Store(r.BytesReceived)
+	st.bytesSent.Store(r.BytesSent)
+	st.connsAccepted.Store(r.ConnectionsAccepted)
+	return nil
+}
+
+// saveCounters writes the counters to the store (without a sync: losing
+// the last seconds of counts in a crash is acceptable).
+func (b *Broker) saveCounters() {
+	if b.store == nil {
+		return
+	}
+	st := &b.stats
+	var batch Batch
+	batch.PutCounters(&CountersRecord{
+		MessagesReceived: st.msgsRecv.Load(), MessagesSent: st.msgsSent.Load(),
+		PublishReceived: st.pubRecv.Load(), PublishSent: st.pubSent.Load(), PublishDropped: st.pubDropped.Load(),
+		BytesReceived: st.bytesRecv.Load(), BytesSent: st.bytesSent.Load(), ConnectionsAccepted: st.connsAccepted.Load(),
+	})
+	b.apply(&batch, false)
+}
+
 func (l *loader) Retained(r *MessageRecord) error {
 	m := messageFromRecord(r)
 	if m.Expired(l.now) {

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"slices"
 	"sync"
@@ -22,6 +23,7 @@ type mapStore struct {
 	dels     map[string]map[uint64]DeliveryRecord
 	inc      map[string]map[uint16]bool
 	ret      map[string]MessageRecord
+	counters *CountersRecord
 	applies  int
 	syncs    int
 	failFrom int // Apply number from which every Apply fails; 0: never
@@ -87,6 +89,9 @@ func (m *mapStore) Apply(_ context.Context, b *Batch, sync bool) error {
 			m.ret[op.Retained.Topic] = *op.Retained
 		case OpDeleteRetained:
 			delete(m.ret, op.Topic)
+		case OpPutCounters:
+			c := *op.Counters
+			m.counters = &c
 		}
 	}
 	return nil
@@ -95,6 +100,11 @@ func (m *mapStore) Apply(_ context.Context, b *Batch, sync bool) error {
 func (m *mapStore) Load(_ context.Context, l Loader) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if cl, ok := l.(CountersLoader); ok && m.counters != nil {
+		if err := cl.Counters(m.counters); err != nil {
+			return err
+		}
+	}
 	for _, id := range slices.Sorted(mapKeys(m.sessions)) {
 		r := m.sessions[id]
 		if err := l.Session(&r); err != nil {
@@ -347,4 +357,59 @@ func TestStoreFailureClosesMQTT311Publisher(t *testing.T) {
 	st.mu.Unlock()
 	pub.send(&packet.Publish{Topic: "f", QoS: 1, PacketID: 1, Payload: []byte("x")})
 	pub.expectClosed()
+}
+
+// A regression seen in another Go broker: a client that connects with a
+// clean session, disconnects, and at once reconnects with a persistent one
+// must keep the new session (the clean one's removal must not land after).
+func TestCleanThenPersistentSessionKeepsTheNewSession(t *testing.T) {
+	st := newMapStore()
+	r := startPersistent(t, st)
+	for i := range 20 {
+		id := fmt.Sprintf("flip-%d", i)
+		c := connected(t, r.addr, packet.V311, id)
+		c.send(&packet.Disconnect{})
+		c.expectClosed()
+		c, ack := persistentConnect(t, r.addr, id, packet.V311)
+		if ack.SessionPresent {
+			t.Fatal("a clean session came back as present")
+		}
+		c.subscribe(1, packet.Subscription{Filter: "flip/" + id, QoS: 1})
+		c.send(&packet.Disconnect{})
+		c.expectClosed()
+	}
+	r.restart()
+	pub := connected(t, r.addr, packet.V311, "pub")
+	for i := range 20 {
+		pub.send(&packet.Publish{Topic: fmt.Sprintf("flip/flip-%d", i), QoS: 1, PacketID: uint16(i + 1), Payload: []byte("x")})
+		pub.recv()
+	}
+	for i := range 20 {
+		c, ack := persistentConnect(t, r.addr, fmt.Sprintf("flip-%d", i), packet.V311)
+		if !ack.SessionPresent {
+			t.Fatalf("flip-%d: the persistent session was lost", i)
+		}
+		if m := c.recvPublish(); string(m.Payload) != "x" {
+			t.Fatalf("flip-%d: %+v", i, m)
+		}
+	}
+}
+
+func TestCountersSurviveRestart(t *testing.T) {
+	r := startPersistent(t, newMapStore())
+	pub := connected(t, r.addr, packet.V311, "pub")
+	for i := range 5 {
+		pub.send(&packet.Publish{Topic: "c", QoS: 1, PacketID: uint16(i + 1), Payload: []byte("x")})
+		pub.recv()
+	}
+	before := r.b.Stats()
+	if before.PublishReceived < 5 {
+		t.Fatalf("counted %d publishes", before.PublishReceived)
+	}
+	r.restart()
+	after := r.b.Stats()
+	if after.PublishReceived < before.PublishReceived || after.MessagesReceived < before.MessagesReceived ||
+		after.ConnectionsAccepted < before.ConnectionsAccepted {
+		t.Fatalf("counters went back after a restart: before %+v, after %+v", before, after)
+	}
 }

@@ -240,12 +240,15 @@ func (b *Broker) janitor() {
 	defer b.wg.Done()
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	for {
+	for n := 1; ; n++ {
 		select {
 		case <-b.quit:
 			return
 		case now := <-t.C:
 			b.sweep(now)
+			if n%10 == 0 {
+				b.saveCounters()
+			}
 		}
 	}
 }

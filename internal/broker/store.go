@@ -108,7 +108,22 @@ const (
 	OpDeleteIncoming
 	OpPutRetained
 	OpDeleteRetained
+	OpPutCounters
 )
+
+// CountersRecord holds the broker's counters that outlive a restart, as
+// $SYS reports them.
+type CountersRecord struct {
+	MessagesReceived, MessagesSent                uint64
+	PublishReceived, PublishSent, PublishDropped  uint64
+	BytesReceived, BytesSent, ConnectionsAccepted uint64
+}
+
+// CountersLoader is a Loader that also takes the stored counters; a Store
+// reports them, when it has them, to a Loader that implements it.
+type CountersLoader interface {
+	Counters(r *CountersRecord) error
+}
 
 // Op is one change. Which fields matter depends on Kind.
 type Op struct {
@@ -122,6 +137,7 @@ type Op struct {
 	PacketID     uint16 // incoming QoS 2
 	Retained     *MessageRecord
 	Topic        string // OpDeleteRetained
+	Counters     *CountersRecord
 }
 
 // Len is the number of changes in b.
@@ -176,6 +192,11 @@ func (b *Batch) DeleteIncoming(clientID string, id uint16) {
 // PutRetained stores a retained message.
 func (b *Batch) PutRetained(r *MessageRecord) {
 	b.Ops = append(b.Ops, Op{Kind: OpPutRetained, Retained: r})
+}
+
+// PutCounters stores the broker's counters.
+func (b *Batch) PutCounters(r *CountersRecord) {
+	b.Ops = append(b.Ops, Op{Kind: OpPutCounters, Counters: r})
 }
 
 // DeleteRetained removes a retained message.

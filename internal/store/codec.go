@@ -669,7 +669,17 @@ func dispatch(key, val []byte, l broker.Loader) error {
 	}
 	switch key[0] {
 	case keyVersion[0]:
-		if string(key) == string(keyVersion) {
+		switch string(key) {
+		case string(keyVersion):
+			return nil
+		case string(keyCounters):
+			c, err := decodeCounters(val)
+			if err != nil {
+				return corrupt(err)
+			}
+			if cl, ok := l.(broker.CountersLoader); ok {
+				return cl.Counters(c)
+			}
 			return nil
 		}
 		return corrupt(errors.New("unknown meta key"))
@@ -800,8 +810,45 @@ func encodeOp(buf []byte, op *broker.Op) ([]byte, encodedOp, error) {
 	case broker.OpDeleteRetained:
 		buf = retainedKey(buf, op.Topic)
 		e.key = mark()
+	case broker.OpPutCounters:
+		if op.Counters == nil {
+			return buf, e, errors.New("store: OpPutCounters without counters")
+		}
+		buf = append(buf, keyCounters...)
+		e.key = mark()
+		start = len(buf)
+		buf = encodeCounters(buf, op.Counters)
+		e.val = mark()
 	default:
 		return buf, e, fmt.Errorf("store: unknown op kind %d", op.Kind)
 	}
 	return buf, e, nil
+}
+
+// encodeCounters appends the counters record: the format byte, then each
+// counter as a uvarint.
+func encodeCounters(buf []byte, c *broker.CountersRecord) []byte {
+	buf = append(buf, recordV1)
+	for _, v := range []uint64{c.MessagesReceived, c.MessagesSent, c.PublishReceived, c.PublishSent,
+		c.PublishDropped, c.BytesReceived, c.BytesSent, c.ConnectionsAccepted} {
+		buf = binary.AppendUvarint(buf, v)
+	}
+	return buf
+}
+
+func decodeCounters(val []byte) (*broker.CountersRecord, error) {
+	if len(val) == 0 || val[0] != recordV1 {
+		return nil, errors.New("unknown counters format")
+	}
+	val = val[1:]
+	var c broker.CountersRecord
+	for _, p := range []*uint64{&c.MessagesReceived, &c.MessagesSent, &c.PublishReceived, &c.PublishSent,
+		&c.PublishDropped, &c.BytesReceived, &c.BytesSent, &c.ConnectionsAccepted} {
+		v, n := binary.Uvarint(val)
+		if n <= 0 {
+			return nil, errors.New("truncated counters")
+		}
+		*p, val = v, val[n:]
+	}
+	return &c, nil
 }

@@ -535,3 +535,45 @@ func TestConformanceConcurrent(t *testing.T) {
 		})
 	}
 }
+
+// countersLoader records the counters a store reports.
+type countersLoader struct {
+	recorder
+	got *broker.CountersRecord
+}
+
+func (c *countersLoader) Counters(r *broker.CountersRecord) error {
+	c.got = r
+	return nil
+}
+
+func TestConformanceCounters(t *testing.T) {
+	for _, im := range impls() {
+		t.Run(im.name, func(t *testing.T) {
+			s := im.open(t)
+			want := broker.CountersRecord{MessagesReceived: 1, MessagesSent: 2, PublishReceived: 3, PublishSent: 4,
+				PublishDropped: 5, BytesReceived: 1 << 40, BytesSent: 7, ConnectionsAccepted: 8}
+			var b broker.Batch
+			b.PutCounters(&broker.CountersRecord{MessagesReceived: 99})
+			b.PutCounters(&want) // the last write wins
+			apply(t, s, &b)
+			if im.reopen != nil {
+				s = im.reopen(t, s)
+			}
+			var l countersLoader
+			if err := s.Load(context.Background(), &l); err != nil {
+				t.Fatal(err)
+			}
+			if l.got == nil || *l.got != want {
+				t.Fatalf("counters %+v, want %+v", l.got, want)
+			}
+			if len(l.events) != 0 {
+				t.Fatalf("counters reported as other records: %v", l.events)
+			}
+			// a Loader without Counters just does not get them
+			if got := load(t, s); len(got) != 0 {
+				t.Fatalf("events %v", got)
+			}
+		})
+	}
+}

@@ -41,6 +41,9 @@ const (
 // keyVersion holds the store's format version.
 var keyVersion = []byte("meta/version")
 
+// keyCounters holds the broker's counters.
+var keyCounters = []byte("meta/counters")
+
 // appendSessionPrefix appends 's' part len16 clientID.
 func appendSessionPrefix(dst []byte, clientID string) ([]byte, error) {
 	if len(clientID) > math.MaxUint16 {

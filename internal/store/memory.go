@@ -23,6 +23,7 @@ type Memory struct {
 	closed   bool
 	sessions map[string]*memSession // by client id
 	retained map[string][]byte      // by topic
+	counters []byte                 // the broker's counters, encoded
 }
 
 // memSession holds the encoded records of one client id. rec is nil when
@@ -82,6 +83,9 @@ func (m *Memory) applyLocked(op *broker.Op, val []byte) {
 		id = op.Session.ClientID
 	}
 	switch op.Kind {
+	case broker.OpPutCounters:
+		m.counters = val
+		return
 	case broker.OpPutRetained:
 		m.retained[op.Retained.Topic] = val
 		return
@@ -140,6 +144,9 @@ func (m *Memory) Load(ctx context.Context, l broker.Loader) error {
 		return ErrClosed
 	}
 	// Values are immutable once stored, so the snapshot only copies keys.
+	if m.counters != nil {
+		recs = append(recs, kv{keyCounters, m.counters})
+	}
 	for topic, v := range m.retained {
 		recs = append(recs, kv{retainedKey(nil, topic), v})
 	}
