@@ -25,6 +25,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch {
 	case len(args) > 0 && args[0] == "config":
 		err = configCmd(args[1:], stdout)
+	case len(args) > 0 && args[0] == "bench":
+		err = benchCmd(args[1:], stdout, stderr)
 	case len(args) > 0 && args[0] == "passwd":
 		err = passwdCmd(args[1:], stdout, stderr)
 	case len(args) > 0 && (args[0] == "version" || args[0] == "--version"):
