@@ -18,6 +18,7 @@ var allowed = map[string][]string{
 	"internal/listener":  {},
 	"internal/session":   {"internal/packet", "internal/topic"},
 	"internal/client":    {"internal/packet"},
+	"internal/bench":     {"internal/client", "internal/packet"},
 	"internal/broker":    {"internal/packet", "internal/topic", "internal/session"},
 	"internal/auth/file": {"internal/broker", "internal/packet", "internal/topic", "internal/session"},
 	"internal/store":     {"internal/broker", "internal/packet", "internal/topic", "internal/session"},

@@ -332,7 +332,9 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 	if qos == 2 {
 		s.mu.Lock()
 		isNew := s.st.ReceiveQoS2(id)
-		if isNew && s.st.IncomingQoS2() > c.receiveMax() {
+		// only MQTT 5 clients know the limit (Receive Maximum in CONNACK);
+		// a 3.x client is bounded by its packet identifiers alone
+		if isNew && c.version == packet.V5 && s.st.IncomingQoS2() > c.receiveMax() {
 			s.st.Pubrel(id)
 			s.mu.Unlock()
 			return fmt.Errorf("more than %d QoS 2 messages awaiting PUBREL: %w", c.receiveMax(), packet.ReceiveMaximumExceeded)
