@@ -353,7 +353,7 @@ func (t *RouteTable) Match(name string, fn func(node string, direct bool, shared
 
 func validFilter(filter string) error {
 	if err := topic.ValidFilter(filter); err != nil {
-		return fmt.Errorf("cluster: route: %w: %w", ErrInvalidRoute, err)
+		return fmt.Errorf("%w: %w", ErrInvalidRoute, err)
 	}
 	return nil
 }
@@ -361,7 +361,7 @@ func validFilter(filter string) error {
 // validGroup checks a share name [MQTT-4.8.2-1, MQTT-4.8.2-2].
 func validGroup(group string) error {
 	if group == "" || strings.ContainsAny(group, "/+#\x00") || !utf8.ValidString(group) {
-		return fmt.Errorf("cluster: route: share name %q: %w", group, ErrInvalidRoute)
+		return fmt.Errorf("%w: share name %q", ErrInvalidRoute, group)
 	}
 	return nil
 }
@@ -406,7 +406,7 @@ func splitFilter(filter string) (plain, group string, err error) {
 	group, inner, shared, err := topic.ParseShared(filter)
 	switch {
 	case err != nil:
-		return "", "", fmt.Errorf("cluster: route: %w: %w", ErrInvalidRoute, err)
+		return "", "", fmt.Errorf("%w: %w", ErrInvalidRoute, err)
 	case shared:
 		return inner, group, nil
 	}

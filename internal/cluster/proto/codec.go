@@ -69,7 +69,7 @@ type decoder struct {
 
 func (d *decoder) fail(format string, args ...any) {
 	if d.err == nil {
-		d.err = fmt.Errorf("%w: "+format, append([]any{ErrMalformed}, args...)...)
+		d.err = fmt.Errorf(format+": %w", append(args, ErrMalformed)...)
 	}
 }
 
