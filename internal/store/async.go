@@ -77,40 +77,10 @@ func (p *Pebble) ApplyAsync(ctx context.Context, b *broker.Batch) (wait func() e
 
 // applyNoSyncWait is ApplyNoSyncWait with Pebble's fatal errors turned into
 // a failed store, as commit does.
-func (p *Pebble) applyNoSyncWait(pb *pebble.Batch) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			f, ok := r.(fatalError)
-			if !ok {
-				panic(r)
-			}
-			err = fmt.Errorf("store %s: commit failed: %w", p.dir, f)
-			p.fail(&err)
-		}
-	}()
-	if err := p.db.ApplyNoSyncWait(pb, pebble.Sync); err != nil {
-		err = fmt.Errorf("store %s: commit failed: %w", p.dir, err)
-		p.fail(&err)
-		return err
-	}
-	return nil
+func (p *Pebble) applyNoSyncWait(pb *pebble.Batch) error {
+	return p.guard("commit", func() error { return p.db.ApplyNoSyncWait(pb, pebble.Sync) })
 }
 
-func (p *Pebble) syncWait(pb *pebble.Batch) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			f, ok := r.(fatalError)
-			if !ok {
-				panic(r)
-			}
-			err = fmt.Errorf("store %s: sync failed: %w", p.dir, f)
-			p.fail(&err)
-		}
-	}()
-	if err := pb.SyncWait(); err != nil {
-		err = fmt.Errorf("store %s: sync failed: %w", p.dir, err)
-		p.fail(&err)
-		return err
-	}
-	return nil
+func (p *Pebble) syncWait(pb *pebble.Batch) error {
+	return p.guard("sync", pb.SyncWait)
 }

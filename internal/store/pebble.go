@@ -359,19 +359,25 @@ func (p *Pebble) Apply(ctx context.Context, b *broker.Batch, sync bool) error {
 // commit commits pb, turning Pebble's Fatalf on a failed commit into an
 // error and marking the store failed: Pebble's commit pipeline is not
 // usable after that.
-func (p *Pebble) commit(pb *pebble.Batch, opts *pebble.WriteOptions) (err error) {
+func (p *Pebble) commit(pb *pebble.Batch, opts *pebble.WriteOptions) error {
+	return p.guard("commit", func() error { return pb.Commit(opts) })
+}
+
+// guard runs a write of Pebble's, turning its error, or the panic of a
+// Fatalf, into an error that names the folder and marks the store failed.
+func (p *Pebble) guard(what string, f func() error) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			f, ok := r.(fatalError)
+			fe, ok := r.(fatalError)
 			if !ok {
 				panic(r)
 			}
-			err = fmt.Errorf("store %s: commit failed: %w", p.dir, f)
+			err = fmt.Errorf("store %s: %s failed: %w", p.dir, what, fe)
 			p.fail(&err)
 		}
 	}()
-	if err := pb.Commit(opts); err != nil {
-		err = fmt.Errorf("store %s: commit failed: %w", p.dir, err)
+	if err := f(); err != nil {
+		err = fmt.Errorf("store %s: %s failed: %w", p.dir, what, err)
 		p.fail(&err)
 		return err
 	}
