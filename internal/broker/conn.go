@@ -54,6 +54,8 @@ type conn struct {
 	sentDisc   bool
 	aliasTmp   uint16
 	expiryTmp  uint32
+	drainCh     chan struct{} // closed when a full write buffer is taken by the flusher
+	behindSince time.Time     // when the write buffer filled
 
 	ackMu  sync.Mutex // guards acks and acking
 	acks   []ackEntry // acknowledgements waiting for the store, in order
@@ -648,7 +650,21 @@ func (c *conn) sendPublish(msg *session.Message, qos byte, retain bool, subIDs [
 		return qos > 0 // kept inflight for the next connection
 	}
 	if qos == 0 && c.out != nil && len(*c.out) > c.opts.MaxWriteBuffer {
-		return false
+		// The client reads slower than messages come. While that has
+		// lasted less than slowConsumerAfter, the publisher is made to wait
+		// (its reader stops, and TCP slows it) instead of losing the
+		// message; a client that stays behind longer is a slow consumer and
+		// its QoS 0 messages are dropped, so it cannot hold others up.
+		if ec == nil || len(*c.out) > 4*c.opts.MaxWriteBuffer {
+			return false
+		}
+		if c.drainCh == nil {
+			c.drainCh = make(chan struct{})
+			c.behindSince = now
+		} else if now.Sub(c.behindSince) > slowConsumerAfter {
+			return false
+		}
+		ec.congested = append(ec.congested, c.drainCh)
 	}
 	if ec != nil && !dup && len(subIDs) == 0 && !(c.aliasMaxOut > 0 && c.b.opts.OutgoingTopicAliases && c.version == packet.V5) {
 		if e := ec.get(c.version, qos, retain, now); e != nil {
@@ -712,6 +728,7 @@ func (c *conn) kick(rc packet.ReasonCode) {
 		c.appendLocked(&packet.Disconnect{ReasonCode: rc})
 	}
 	c.closing = true
+	c.caughtUpLocked()
 	c.flushLocked()
 	c.outMu.Unlock()
 	c.nc.SetWriteDeadline(time.Now().Add(2 * time.Second))
@@ -722,6 +739,7 @@ func (c *conn) kick(rc packet.ReasonCode) {
 func (c *conn) shutdown() {
 	c.outMu.Lock()
 	c.closing = true
+	c.caughtUpLocked()
 	c.flushLocked()
 	c.outMu.Unlock()
 }
@@ -775,6 +793,7 @@ func (c *conn) flushLoop() {
 		if c.out != nil {
 			*c.out = (*c.out)[:0]
 		}
+		c.caughtUpLocked()
 		c.outMu.Unlock()
 		if !closing {
 			c.nc.SetWriteDeadline(time.Now().Add(c.opts.WriteTimeout))
@@ -801,8 +820,24 @@ func (c *conn) flushLoop() {
 	}
 }
 
+// slowConsumerAfter is how long a client may stay behind (its write buffer
+// full) while QoS 0 publishers wait for it; after that its QoS 0 messages
+// are dropped until it catches up.
+const slowConsumerAfter = time.Second
+
+// caughtUpLocked releases the publishers waiting for this client's buffer.
+// c.outMu must be held.
+func (c *conn) caughtUpLocked() {
+	if c.drainCh != nil {
+		close(c.drainCh)
+		c.drainCh = nil
+		c.behindSince = time.Time{}
+	}
+}
+
 // releaseLocked returns empty buffers to the pool. c.outMu must be held.
 func (c *conn) releaseLocked() {
+	c.caughtUpLocked()
 	if c.out != nil && len(*c.out) == 0 {
 		writeBufPool.Put(c.out)
 		c.out = nil
