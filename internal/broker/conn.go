@@ -45,15 +45,15 @@ type conn struct {
 	inAliases map[uint16]string
 	graceful  bool // normal DISCONNECT received: no will
 
-	outMu      sync.Mutex // guards the fields below
-	out        *[]byte    // pooled; nil while nothing waits to be written
-	spare      *[]byte    // the flusher's other buffer
-	writing    bool       // a flusher goroutine is running
-	outAliases map[string]uint16
-	closing    bool
-	sentDisc   bool
-	aliasTmp   uint16
-	expiryTmp  uint32
+	outMu       sync.Mutex // guards the fields below
+	out         *[]byte    // pooled; nil while nothing waits to be written
+	spare       *[]byte    // the flusher's other buffer
+	writing     bool       // a flusher goroutine is running
+	outAliases  map[string]uint16
+	closing     bool
+	sentDisc    bool
+	aliasTmp    uint16
+	expiryTmp   uint32
 	drainCh     chan struct{} // closed when a full write buffer is taken by the flusher
 	behindSince time.Time     // when the write buffer filled
 
