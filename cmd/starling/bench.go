@@ -291,7 +291,7 @@ func raiseFileLimit() {
 func compareCmd(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("starling bench compare", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	quick := fs.Bool("quick", false, "short runs: the whole comparison takes about two minutes")
+	quick := fs.Bool("quick", false, "short runs (1 s, 5,000 connections): about 12 minutes on 2 cores")
 	starlingBin := fs.String("starling", "", "Starling `binary` (default: this one)")
 	mosq := fs.String("mosquitto", "/usr/sbin/mosquitto", "Mosquitto `binary` (empty: leave out)")
 	nats := fs.String("nats", "", "nats-server `binary` (default: from PATH if installed; \"none\": leave out)")
