@@ -303,7 +303,7 @@ func (p *parser) current(s *section, d Directive) *Listener {
 
 func (p *parser) listener(s *section, d Directive) {
 	f := strings.Fields(d.Value)
-	if len(f) > 2 {
+	if len(f) == 0 || len(f) > 2 {
 		p.errorf(d, "listener: want PORT [ADDRESS], got %q", d.Value)
 		return
 	}
