@@ -846,6 +846,10 @@ func addLogDest(c *Config, ld LogDest) {
 // `# comment`, which Mosquitto ignores there, is dropped with a warning.
 func (p *parser) token(d Directive) (string, bool) {
 	f := strings.FieldsFunc(d.Value, isBlank)
+	if len(f) == 0 {
+		p.errorf(d, "%s: a value is required", d.Key)
+		return "", false
+	}
 	if len(f) > 1 {
 		if !strings.HasPrefix(f[1], "#") {
 			p.errorf(d, "%s: want one value, got %q", d.Key, d.Value)
