@@ -138,6 +138,7 @@ type Broker struct {
 	log  *slog.Logger
 
 	mu       sync.Mutex // guards sessions and listeners; lock order: mu, then sess.mu
+	snap     *Options   // read-only copy of opts for new connections; nil after a change
 	sessions map[string]*sess
 	offline  map[*sess]struct{} // persistent sessions without a connection
 	lns      map[Listener]struct{}
@@ -211,12 +212,19 @@ func (b *Broker) SetLimits(o Options) {
 	if o.MaxKeepAlive != 0 {
 		b.opts.MaxKeepAlive = o.MaxKeepAlive
 	}
+	b.snap = nil
 }
 
-func (b *Broker) options() Options {
+// options returns the settings new connections use: one shared copy per
+// change of limits, never written after, so connections keep a pointer.
+func (b *Broker) options() *Options {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.opts
+	if b.snap == nil {
+		o := b.opts
+		b.snap = &o
+	}
+	return b.snap
 }
 
 // Serve accepts connections from l until l fails or the broker closes. It

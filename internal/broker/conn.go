@@ -28,7 +28,7 @@ type conn struct {
 	br   *idleReader
 	rd   *packet.Reader
 	eph  *session.Message // the message being routed; made on the first PUBLISH
-	opts Options          // snapshot at accept
+	opts *Options         // the settings at accept; read-only
 
 	// set during CONNECT, then read-only
 	version   packet.Version
@@ -890,7 +890,7 @@ func (c *conn) handshake() error {
 		c.maxOut = int(*cp.Properties.MaximumPacketSize)
 	}
 	b := c.b
-	o := &c.opts
+	o := c.opts
 
 	if n := c.lo.conns.Add(1); c.lo.MaxConnections > 0 && n > int64(c.lo.MaxConnections) {
 		c.lo.conns.Add(-1)
