@@ -93,6 +93,12 @@ func (c *conn) ackLoop() {
 		var err error
 		switch {
 		case e.done != nil:
+			c.outMu.Lock()
+			closing := c.closing
+			c.outMu.Unlock()
+			if closing {
+				e.done.congested = nil // nobody to slow down any more
+			}
 			err = e.done.finish()
 		case e.wait != nil:
 			err = e.wait()

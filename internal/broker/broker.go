@@ -158,6 +158,7 @@ type Broker struct {
 
 	store      Store
 	storeErrAt atomic.Int64 // unix nanoseconds of the last logged store failure
+	loading    atomic.Bool  // Load runs: the janitor waits
 
 	stats stats
 	start time.Time

@@ -360,6 +360,11 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 		if err != nil {
 			var ok bool
 			if rc, ok = c.storeErr(err); !ok {
+				if qos == 2 {
+					s.mu.Lock()
+					s.st.Pubrel(id) // not received: a resend must be routed
+					s.mu.Unlock()
+				}
 				return // 3.1.1 has no way to say so but to close
 			}
 		}
@@ -543,6 +548,7 @@ func (c *conn) detach(cause error) {
 		}
 		if s.expiry == 0 && b.sessions[s.id] == s {
 			delete(b.sessions, s.id)
+			s.gone = true
 			drop = true
 			if b.store != nil {
 				c.batch.DeleteSession(s.id) // it may have been durable before
@@ -554,6 +560,9 @@ func (c *conn) detach(cause error) {
 			}
 			if s.durableLocked() {
 				c.batch.PutSession(s.sessionRecordLocked())
+				s.forgetGoneLocked(&c.batch)
+			} else {
+				s.forgetGoneLocked(nil)
 			}
 		}
 	}
@@ -795,7 +804,9 @@ func (c *conn) flushLoop() {
 		}
 		c.caughtUpLocked()
 		c.outMu.Unlock()
-		if !closing {
+		if closing {
+			c.nc.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		} else {
 			c.nc.SetWriteDeadline(time.Now().Add(c.opts.WriteTimeout))
 		}
 		n, err := c.nc.Write(*buf)
@@ -808,7 +819,9 @@ func (c *conn) flushLoop() {
 			c.closing = true
 			c.releaseLocked()
 			c.outMu.Unlock()
-			writeBufPool.Put(buf)
+			if cap(*buf) <= maxKeptWriteBuf {
+				writeBufPool.Put(buf)
+			}
 			return
 		}
 		c.outMu.Lock()
@@ -851,6 +864,14 @@ func (c *conn) releaseLocked() {
 	}
 }
 
+// setVersion sets the protocol version during the handshake; kick, from
+// another goroutine, reads it under outMu.
+func (c *conn) setVersion(v packet.Version) {
+	c.outMu.Lock()
+	c.version = v
+	c.outMu.Unlock()
+}
+
 // refuse answers CONNECT with a failure and ends the connection.
 func (c *conn) refuse(rc packet.ReasonCode, reason string) error {
 	ack := &packet.Connack{ReasonCode: rc}
@@ -872,10 +893,11 @@ func (c *conn) handshake() error {
 	if err != nil {
 		if cp, ok := p.(*packet.Connect); ok && errors.Is(err, packet.UnsupportedProtocolVersion) {
 			// answer in 3.1.1 form: return code 1 [MQTT-3.1.2-2]
-			c.version = packet.V311
+			v := packet.V311
 			if cp.Version == packet.V5 {
-				c.version = packet.V5
+				v = packet.V5
 			}
+			c.setVersion(v)
 			c.refuse(packet.UnsupportedProtocolVersion, "unsupported protocol version")
 		}
 		return err
@@ -884,10 +906,12 @@ func (c *conn) handshake() error {
 	if !ok {
 		return fmt.Errorf("first packet is %v, not CONNECT: %w", p.Type(), packet.ProtocolError) // [MQTT-3.1.0-1]
 	}
-	c.version = cp.Version
+	c.setVersion(cp.Version)
 	c.nc.SetReadDeadline(time.Time{})
 	if cp.Version == packet.V5 && cp.Properties.MaximumPacketSize != nil {
+		c.outMu.Lock()
 		c.maxOut = int(*cp.Properties.MaximumPacketSize)
+		c.outMu.Unlock()
 	}
 	b := c.b
 	o := c.opts
@@ -975,11 +999,15 @@ func (c *conn) handshake() error {
 		}
 	}
 	info.Password = nil
+	c.outMu.Lock() // kick reads it
 	c.info = info
+	c.outMu.Unlock()
 
 	if cp.Version == packet.V5 {
 		if v := cp.Properties.MaximumPacketSize; v != nil {
+			c.outMu.Lock()
 			c.maxOut = int(*v)
+			c.outMu.Unlock()
 		}
 		if v := cp.Properties.TopicAliasMaximum; v != nil {
 			c.aliasMaxOut = *v
@@ -1025,6 +1053,9 @@ func (c *conn) handshake() error {
 		}
 		if s != nil && cp.CleanStart {
 			delete(b.sessions, clientID)
+			s.mu.Lock()
+			s.gone = true // no delivery may be stored for it after its delete
+			s.mu.Unlock()
 			stale, s = s, nil
 		}
 		if s == nil {

@@ -116,8 +116,18 @@ func (b *Broker) Load(ctx context.Context) error {
 		return nil
 	}
 	l := &loader{b: b, now: time.Now()}
+	b.loading.Store(true)
+	defer b.loading.Store(false)
 	if err := b.store.Load(ctx, l); err != nil {
 		return fmt.Errorf("loading the store: %w", err)
+	}
+	if n := l.orphans.Len(); n > 0 {
+		// records written for a session just after its deletion (a
+		// message routed while the session ended): forgotten
+		b.log.Warn("store: records of sessions that no longer exist removed", "records", n)
+		if err := b.apply(&l.orphans, false); err != nil {
+			return err
+		}
 	}
 	b.log.Info("state loaded from the store", "sessions", l.sessions, "messages", l.deliveries, "retained", l.retained,
 		"took", time.Since(l.now).Round(time.Millisecond).String())
@@ -129,14 +139,13 @@ type loader struct {
 	b                              *Broker
 	now                            time.Time
 	sessions, deliveries, retained int
+	orphans                        Batch // deletes of records whose session is gone
 }
 
-func (l *loader) sess(id string) (*sess, error) {
-	s := l.b.sessions[id]
-	if s == nil {
-		return nil, fmt.Errorf("record of unknown session %q", id)
-	}
-	return s, nil
+// sess returns the loaded session id, or nil when there is none. b.mu
+// must be held.
+func (l *loader) sess(id string) *sess {
+	return l.b.sessions[id]
 }
 
 func (l *loader) Session(r *SessionRecord) error {
@@ -171,20 +180,23 @@ func (l *loader) Session(r *SessionRecord) error {
 func (l *loader) Subscription(clientID string, r *SubscriptionRecord) error {
 	b := l.b
 	b.mu.Lock()
-	s, err := l.sess(clientID)
+	s := l.sess(clientID)
 	b.mu.Unlock()
-	if err != nil {
-		return err
+	if s == nil {
+		l.orphans.DeleteSubscription(clientID, r.Filter)
+		return nil
 	}
 	sub, rc := parseSubscription(packet.Subscription{Filter: r.Filter, QoS: r.QoS, NoLocal: r.NoLocal,
 		RetainAsPublished: r.RetainAsPublished, RetainHandling: r.RetainHandling}, r.SubscriptionID)
 	if sub == nil {
 		return fmt.Errorf("session %q: stored subscription %q: %w", clientID, r.Filter, rc)
 	}
+	s.mu.Lock()
 	if s.subs == nil {
 		s.subs = make(map[string]*subscription)
 	}
 	s.subs[sub.filter] = sub
+	s.mu.Unlock()
 	b.addSubscription(s, sub)
 	return nil
 }
@@ -192,11 +204,14 @@ func (l *loader) Subscription(clientID string, r *SubscriptionRecord) error {
 func (l *loader) Delivery(clientID string, r *DeliveryRecord) error {
 	b := l.b
 	b.mu.Lock()
-	s, err := l.sess(clientID)
+	s := l.sess(clientID)
 	b.mu.Unlock()
-	if err != nil {
-		return err
+	if s == nil {
+		l.orphans.DeleteDelivery(clientID, r.Seq)
+		return nil
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.st.Restore(&session.Delivery{
 		Seq: r.Seq, Msg: messageFromRecord(&r.Message), QoS: r.QoS, Retain: r.Retain, SubIDs: r.SubIDs,
 		PacketID: r.PacketID, State: session.State(r.State), Sent: r.Sent,
@@ -207,12 +222,15 @@ func (l *loader) Delivery(clientID string, r *DeliveryRecord) error {
 
 func (l *loader) IncomingQoS2(clientID string, id uint16) error {
 	l.b.mu.Lock()
-	s, err := l.sess(clientID)
+	s := l.sess(clientID)
 	l.b.mu.Unlock()
-	if err != nil {
-		return err
+	if s == nil {
+		l.orphans.DeleteIncoming(clientID, id)
+		return nil
 	}
+	s.mu.Lock()
 	s.st.ReceiveQoS2(id)
+	s.mu.Unlock()
 	return nil
 }
 

@@ -105,10 +105,21 @@ func (m *mapStore) Load(_ context.Context, l Loader) error {
 			return err
 		}
 	}
-	for _, id := range slices.Sorted(mapKeys(m.sessions)) {
-		r := m.sessions[id]
-		if err := l.Session(&r); err != nil {
-			return err
+	ids := map[string]bool{} // like Pebble: records without a session too
+	for id := range m.sessions {
+		ids[id] = true
+	}
+	for id := range m.dels {
+		ids[id] = true
+	}
+	for id := range m.subs {
+		ids[id] = true
+	}
+	for _, id := range slices.Sorted(mapKeys(ids)) {
+		if r, ok := m.sessions[id]; ok {
+			if err := l.Session(&r); err != nil {
+				return err
+			}
 		}
 		for _, s := range m.subs[id] {
 			if err := l.Subscription(id, &s); err != nil {
@@ -411,5 +422,52 @@ func TestCountersSurviveRestart(t *testing.T) {
 	if after.PublishReceived < before.PublishReceived || after.MessagesReceived < before.MessagesReceived ||
 		after.ConnectionsAccepted < before.ConnectionsAccepted {
 		t.Fatalf("counters went back after a restart: before %+v, after %+v", before, after)
+	}
+}
+
+// Every delivery record goes once its delivery ends, QoS 0 ones included
+// (sent from the queue, or dropped at disconnect), so that nothing comes
+// back after a restart and the store does not grow.
+func TestDeliveryRecordsAllDeleted(t *testing.T) {
+	st := newMapStore()
+	r := startPersistent(t, st)
+	sub, _ := persistentConnect(t, r.addr, "sub", packet.V311)
+	sub.subscribe(1, packet.Subscription{Filter: "d", QoS: 1})
+	pub := connected(t, r.addr, packet.V311, "pub")
+	for i := range 21 { // one more than the window: queued behind it
+		pub.send(&packet.Publish{Topic: "d", QoS: 1, PacketID: uint16(i + 1), Payload: []byte{byte(i)}})
+		pub.recv()
+	}
+	for range 3 {
+		pub.send(&packet.Publish{Topic: "d", Payload: []byte("q0")})
+	}
+	for i := 0; i < 24; i++ {
+		m := sub.recvPublish()
+		if m.QoS == 1 {
+			sub.send(&packet.Puback{PacketID: m.PacketID})
+		}
+	}
+	eventually(t, func() bool {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		return len(st.dels["sub"]) == 0
+	}, "every delivery record deleted")
+	r.restart()
+	sub, _ = persistentConnect(t, r.addr, "sub", packet.V311)
+	sub.expectNothing(300 * time.Millisecond)
+}
+
+// Records written for a session after it was deleted (a message routed
+// while the session ended) must not stop the broker from starting.
+func TestOrphanRecordsDoNotBreakRestart(t *testing.T) {
+	st := newMapStore()
+	st.dels["ghost"] = map[uint64]DeliveryRecord{7: {Seq: 7, QoS: 1, Message: MessageRecord{Topic: "x", QoS: 1}}}
+	st.subs["ghost"] = map[string]SubscriptionRecord{"x": {Filter: "x", QoS: 1}}
+	r := startPersistent(t, st)
+	_ = r
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if len(st.dels["ghost"]) != 0 || len(st.subs["ghost"]) != 0 {
+		t.Fatalf("orphan records kept: %v %v", st.dels["ghost"], st.subs["ghost"])
 	}
 }

@@ -180,23 +180,32 @@ func (d *routeDone) finish() error {
 // sends those in flight and lets their sessions' queues move, or, when the
 // write failed, takes them back.
 func releaseHeld(added []pendingSend, err error, now time.Time, ec *encCache) {
+	if len(added) == 0 {
+		return
+	}
+	var batch Batch // state changes of deliveries the pumps start
+	b := added[0].s.b
 	for _, a := range added {
 		s := a.s
 		s.mu.Lock()
 		if err != nil {
 			s.st.Cancel(a.d)
-			s.mu.Unlock()
-			continue
-		}
-		s.st.Release(a.d)
-		if s.conn != nil {
-			if !a.d.Sent && s.st.IsInflight(a.d) {
+		} else {
+			s.st.Release(a.d)
+			if s.conn != nil && !a.d.Sent && s.st.IsInflight(a.d) {
 				s.sendLocked(a.d, now, ec)
 			}
-			s.pumpLocked(now, nil)
+		}
+		if s.conn != nil {
+			var sb *Batch
+			if s.durableLocked() {
+				sb = &batch
+			}
+			s.pumpLocked(now, sb) // the queue behind a held or cancelled one moves on
 		}
 		s.mu.Unlock()
 	}
+	b.apply(&batch, false)
 }
 
 // routeAsync routes like routeMsg, but when the store must sync it does

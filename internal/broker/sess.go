@@ -153,6 +153,7 @@ func (s *sess) pumpLocked(now time.Time, batch *Batch) {
 		return
 	}
 	defer s.uncongestLocked()
+	defer s.forgetGoneLocked(batch)
 	for {
 		s.scratch = s.st.Next(s.scratch[:0], now)
 		if len(s.scratch) == 0 {
@@ -160,7 +161,11 @@ func (s *sess) pumpLocked(now time.Time, batch *Batch) {
 		}
 		for _, d := range s.scratch {
 			if batch != nil {
-				batch.PutDelivery(s.id, deliveryRecord(d))
+				if d.QoS == 0 {
+					batch.DeleteDelivery(s.id, d.Seq) // sent: nothing to wait for
+				} else {
+					batch.PutDelivery(s.id, deliveryRecord(d))
+				}
 			}
 			if d.QoS == 0 {
 				s.conn.sendPublish(d.Msg, 0, d.Retain, d.SubIDs, 0, false, now, nil)
@@ -170,6 +175,19 @@ func (s *sess) pumpLocked(now time.Time, batch *Batch) {
 		}
 		clear(s.scratch)
 	}
+}
+
+// forgetGoneLocked deletes the records of the deliveries the session let go
+// of without an acknowledgement (batch nil: it only forgets them). s.mu
+// must be held.
+func (s *sess) forgetGoneLocked(batch *Batch) {
+	s.scratch = s.st.TakeGone(s.scratch[:0])
+	if batch != nil {
+		for _, d := range s.scratch {
+			batch.DeleteDelivery(s.id, d.Seq)
+		}
+	}
+	clear(s.scratch)
 }
 
 // resendLocked sends every unacknowledged delivery again on a new
@@ -262,6 +280,9 @@ type dueWill struct {
 
 // sweep removes expired sessions and publishes wills whose delay passed.
 func (b *Broker) sweep(now time.Time) {
+	if b.loading.Load() {
+		return // sessions are being restored
+	}
 	var dead []*sess
 	var wills []dueWill
 	var batch Batch
@@ -290,6 +311,7 @@ func (b *Broker) sweep(now time.Time) {
 			if b.sessions[id] == s {
 				delete(b.sessions, id)
 			}
+			s.gone = true
 			delete(b.offline, s)
 			dead = append(dead, s)
 			if b.store != nil {

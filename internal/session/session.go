@@ -114,7 +114,8 @@ type Session struct {
 	incoming map[uint16]struct{}
 
 	nextSeq uint64
-	held    int // inflight deliveries with Hold
+	held    int         // inflight deliveries with Hold
+	gone    []*Delivery // taken out without an acknowledgement; see TakeGone
 
 	// Dropped counts deliveries refused because the queue was full.
 	Dropped uint64
@@ -256,6 +257,7 @@ func (s *Session) Next(dst []*Delivery, now time.Time) []*Delivery {
 		s.qbytes -= d.Msg.Size
 		if d.Msg.Expired(now) {
 			s.Expired++
+			s.gone = append(s.gone, d)
 			continue
 		}
 		if !s.start(d) {
@@ -375,6 +377,7 @@ func (s *Session) DropQoS0() {
 	for _, d := range s.queue[s.qhead:] {
 		if d.QoS == 0 {
 			s.qbytes -= d.Msg.Size
+			s.gone = append(s.gone, d)
 			continue
 		}
 		kept = append(kept, d)
@@ -413,9 +416,21 @@ func (s *Session) Pubrel(id uint16) bool {
 // Forget drops an inflight delivery without an acknowledgement, as when the
 // packet would exceed the client's maximum packet size [MQTT-3.1.2-25].
 func (s *Session) Forget(id uint16) {
-	if _, ok := s.inflight[id]; ok {
+	if d, ok := s.inflight[id]; ok {
 		s.remove(id)
+		s.gone = append(s.gone, d)
 	}
+}
+
+// TakeGone returns, appended to dst, the deliveries the session let go of
+// without an acknowledgement since the last call (expired in the queue,
+// QoS 0 dropped at disconnect, forgotten as too large), so that their
+// records can be deleted; and forgets them.
+func (s *Session) TakeGone(dst []*Delivery) []*Delivery {
+	dst = append(dst, s.gone...)
+	clear(s.gone)
+	s.gone = s.gone[:0]
+	return dst
 }
 
 // Restore puts back a delivery read from a store: into the inflight window
@@ -452,6 +467,7 @@ func (s *Session) Queued() []*Delivery {
 // Reset forgets all deliveries and incoming QoS 2 state.
 func (s *Session) Reset() {
 	s.held = 0
+	s.gone = nil
 	s.inflight = nil
 	s.order = nil
 	s.queue = nil

@@ -248,3 +248,22 @@ func TestHeldDeliveriesBlockLaterOnes(t *testing.T) {
 		t.Fatalf("c: %v", got)
 	}
 }
+
+func TestTakeGone(t *testing.T) {
+	s := New("c", Limits{MaxInflight: 1, QueueQoS0: true})
+	a, _ := s.Offer(&Delivery{Msg: msg("a"), QoS: 1}, true, t0)
+	m := msg("late")
+	m.ExpiresAt = t0.Add(time.Second)
+	s.Offer(&Delivery{Msg: m, QoS: 1}, true, t0)
+	s.Offer(&Delivery{Msg: msg("q0")}, false, t0)
+	s.Forget(a.PacketID)
+	s.Next(nil, t0.Add(2*time.Second)) // the expired one goes
+	s.DropQoS0()
+	got := s.TakeGone(nil)
+	if len(got) != 2 || got[0] != a || got[1].Msg != m {
+		t.Fatalf("gone %v", got)
+	}
+	if len(s.TakeGone(nil)) != 0 {
+		t.Fatal("TakeGone twice")
+	}
+}
