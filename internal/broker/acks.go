@@ -57,12 +57,11 @@ type ackEntry struct {
 // for the store before it and it has nothing to wait for itself, else
 // through the acker goroutine.
 func (c *conn) queueAck(e ackEntry) {
-	c.ackMu.Lock()
-	if e.done == nil && e.wait == nil && len(c.acks) == 0 && !c.acking {
-		c.ackMu.Unlock()
+	if e.done == nil && e.wait == nil && c.ackNow() {
 		e.send(nil)
 		return
 	}
+	c.ackMu.Lock()
 	c.acks = append(c.acks, e)
 	if !c.acking {
 		c.acking = true
@@ -70,6 +69,14 @@ func (c *conn) queueAck(e ackEntry) {
 		go c.ackLoop()
 	}
 	c.ackMu.Unlock()
+}
+
+// ackNow reports whether an acknowledgement with nothing to wait for may be
+// sent at once: none waits before it.
+func (c *conn) ackNow() bool {
+	c.ackMu.Lock()
+	defer c.ackMu.Unlock()
+	return len(c.acks) == 0 && !c.acking
 }
 
 // ackLoop waits for the store on behalf of the reader, in order, and sends

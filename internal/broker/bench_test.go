@@ -75,7 +75,7 @@ func benchRoute(b *testing.B, subs int, qos byte, v packet.Version) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		br.route(msg, nil, now)
+		br.routeMsg(msg, nil, now, false, inbound{})
 	}
 	b.ReportMetric(float64(b.N*subs)/b.Elapsed().Seconds(), "deliveries/s")
 }

@@ -355,6 +355,11 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 		}
 		return nil
 	}
+	if done == nil && c.ackNow() {
+		// nothing to wait for and nothing queued before it: no closure
+		c.ackPublish(qos, id, rc)
+		return nil
+	}
 	c.queueAck(ackEntry{done: done, send: func(err error) {
 		rc := rc
 		if err != nil {
@@ -368,18 +373,24 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 				return // 3.1.1 has no way to say so but to close
 			}
 		}
-		if qos == 1 {
-			c.send(&packet.Puback{PacketID: id, ReasonCode: rc})
-			return
-		}
-		if rc.IsError() {
-			s.mu.Lock()
-			s.st.Pubrel(id) // a refused QoS 2 message is not awaiting PUBREL
-			s.mu.Unlock()
-		}
-		c.send(&packet.Pubrec{PacketID: id, ReasonCode: rc})
+		c.ackPublish(qos, id, rc)
 	}})
 	return nil
+}
+
+// ackPublish answers a QoS 1 or 2 PUBLISH with rc. A refused QoS 2
+// message is not awaiting PUBREL: its id is free again [MQTT-4.3.3-9].
+func (c *conn) ackPublish(qos byte, id uint16, rc packet.ReasonCode) {
+	if qos == 1 {
+		c.send(&packet.Puback{PacketID: id, ReasonCode: rc})
+		return
+	}
+	if rc.IsError() {
+		c.s.mu.Lock()
+		c.s.st.Pubrel(id)
+		c.s.mu.Unlock()
+	}
+	c.send(&packet.Pubrec{PacketID: id, ReasonCode: rc})
 }
 
 // accept authorizes and routes an incoming message, returning the reason

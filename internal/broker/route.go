@@ -117,13 +117,6 @@ func (m *matchScratch) reset() {
 	}
 }
 
-// route delivers msg to every matching subscription and returns how many
-// sessions it went to. from is the publishing session (nil for the broker).
-func (b *Broker) route(msg *session.Message, from *sess, now time.Time) int {
-	n, _ := b.routeMsg(msg, from, now, false, inbound{})
-	return n
-}
-
 // inbound is what the store must learn with a routed message, in the same
 // write as its deliveries.
 type inbound struct {
