@@ -20,17 +20,21 @@ var allowed = map[string][]string{
 	"internal/client":        {"internal/packet"},
 	"internal/bench":         {"internal/client", "internal/packet"},
 	"internal/cluster/proto": {"internal/packet"},
-	"internal/cluster":       {"internal/packet", "internal/topic", "internal/cluster/proto"},
-	"internal/broker":        {"internal/packet", "internal/topic", "internal/session"},
-	"internal/auth/file":     {"internal/broker", "internal/packet", "internal/topic", "internal/session"},
-	"internal/store":         {"internal/broker", "internal/packet", "internal/topic", "internal/session"},
+	"internal/cluster": {"internal/packet", "internal/topic", "internal/session", "internal/broker",
+		"internal/cluster/proto", "internal/cluster/meta"},
+	"internal/cluster/meta": {},
+	"internal/admin":        {},
+	"internal/testutil":     {},
+	"internal/broker":       {"internal/packet", "internal/topic", "internal/session"},
+	"internal/auth/file":    {"internal/broker", "internal/packet", "internal/topic", "internal/session"},
+	"internal/store":        {"internal/broker", "internal/packet", "internal/topic", "internal/session"},
 }
 
 // pure lists the packages that must depend on the standard library and
 // the packages of ours above only: the codecs and pure cores.
 var pure = map[string]bool{
 	"internal/packet": true, "internal/topic": true, "internal/session": true,
-	"internal/cluster/proto": true, "internal/cluster": true,
+	"internal/cluster/proto": true, "internal/admin": true, "internal/testutil": true,
 }
 
 func TestImportDirections(t *testing.T) {

@@ -3,6 +3,8 @@
 //	starling [-c FILE] [-p PORT] [-v]     serve
 //	starling config check FILE            validate a configuration and print it
 //	starling passwd [-c] [-b] [-D] ...    manage a password file (as mosquitto_passwd)
+//	starling bench ...                    load-test a broker
+//	starling ctl [-a ADMIN] cluster status|leave, ctl health
 //	starling version
 package main
 
@@ -27,6 +29,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = configCmd(args[1:], stdout)
 	case len(args) > 0 && args[0] == "bench":
 		err = benchCmd(args[1:], stdout, stderr)
+	case len(args) > 0 && args[0] == "ctl":
+		return runCtl(args[1:], stdout, stderr)
 	case len(args) > 0 && args[0] == "passwd":
 		err = passwdCmd(args[1:], stdout, stderr)
 	case len(args) > 0 && (args[0] == "version" || args[0] == "--version"):

@@ -20,8 +20,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/starlingmq/starling/internal/admin"
 	"github.com/starlingmq/starling/internal/auth/file"
 	"github.com/starlingmq/starling/internal/broker"
+	"github.com/starlingmq/starling/internal/cluster"
 	"github.com/starlingmq/starling/internal/config"
 	"github.com/starlingmq/starling/internal/listener"
 	"github.com/starlingmq/starling/internal/store"
@@ -163,6 +165,12 @@ type server struct {
 	lns     []*listener.Listener
 	auths   []*file.Auth
 	tlsCfgs []*reloadableTLS
+	node    *cluster.Node // nil on a single node
+	admin   *admin.Server
+	leave   chan struct{} // closed by the admin API's leave
+	once    sync.Once
+	// leaveOnce: SIGTERM and the admin API both leave, once
+	leaveOnce sync.Once
 }
 
 // reloadableTLS serves the TLS configuration of a listener, which SIGHUP
@@ -238,11 +246,34 @@ func newServer(cfg *config.Config, cfgPath string, stderr io.Writer) (*server, e
 		opts.Store = st
 		persistence = "in " + dir
 	}
+	if cfg.Clustering.Listen != "" {
+		node, err := newNode(cfg, log)
+		if err != nil {
+			s.closeStore()
+			return nil, err
+		}
+		s.node = node
+		opts.Router = node
+	}
 	s.b = broker.New(opts)
 	if err := s.b.Load(context.Background()); err != nil {
 		s.b.Close()
 		s.closeStore()
 		return nil, err
+	}
+	if s.node != nil {
+		if err := s.node.Start(s.b); err != nil {
+			s.b.Close()
+			s.closeStore()
+			return nil, err
+		}
+	}
+	s.leave = make(chan struct{})
+	if a := cfg.Clustering.AdminListen; a != "" {
+		if err := s.startAdmin(a); err != nil {
+			s.stop()
+			return nil, fmt.Errorf("admin_listen %s: %w", a, err)
+		}
 	}
 
 	var addrs []string
@@ -267,8 +298,7 @@ func newServer(cfg *config.Config, cfgPath string, stderr io.Writer) (*server, e
 		for _, ln := range s.lns {
 			ln.Close()
 		}
-		s.b.Close()
-		s.closeStore()
+		s.stop()
 		if err == nil {
 			err = errors.New("no listener could be opened")
 		}
@@ -342,21 +372,30 @@ func (s *server) run() error {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
-	for sig := range sigs {
-		if sig == syscall.SIGHUP {
-			s.reload()
-			continue
+loop:
+	for {
+		select {
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				s.reload()
+				continue
+			}
+			s.log.Info("shutting down", "signal", sig.String())
+			if s.node != nil && sig == syscall.SIGTERM {
+				s.leaveCluster()
+			}
+			break loop
+		case <-s.leave:
+			s.log.Info("shutting down: left the cluster")
+			break loop
 		}
-		s.log.Info("shutting down", "signal", sig.String())
-		break
 	}
 	var wg sync.WaitGroup
 	for _, ln := range s.lns {
 		wg.Go(func() { ln.Close() })
 	}
 	wg.Wait()
-	s.b.Close()
-	s.closeStore()
+	s.stop()
 	s.log.Info("stopped")
 	return nil
 }

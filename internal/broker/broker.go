@@ -74,6 +74,9 @@ type Options struct {
 	// Store keeps persistent sessions and retained messages; nil keeps
 	// them in memory only. Call Load before Serve when it is set.
 	Store Store
+	// Router connects the broker to the other nodes of a cluster; nil on
+	// a single node.
+	Router Router
 }
 
 func (o *Options) setDefaults() {
@@ -144,6 +147,7 @@ type Broker struct {
 	lns      map[Listener]struct{}
 	conns    map[*conn]struct{}
 	closed   bool
+	draining bool // Drain was called: no new connections
 
 	subMu  sync.RWMutex // guards subs and shared; never held with sess.mu
 	subs   *topic.Trie[*sess, *subscription]
@@ -157,6 +161,7 @@ type Broker struct {
 	scratch sync.Pool
 
 	store      Store
+	router     Router
 	storeErrAt atomic.Int64 // unix nanoseconds of the last logged store failure
 	loading    atomic.Bool  // Load runs: the janitor waits
 
@@ -188,6 +193,7 @@ func New(o Options) *Broker {
 		start:    time.Now(),
 		quit:     make(chan struct{}),
 		store:    o.Store,
+		router:   o.Router,
 	}
 	b.scratch.New = func() any { return newMatchScratch() }
 	b.wg.Add(1)
@@ -270,7 +276,7 @@ func (b *Broker) Serve(l Listener, lo *ListenerOptions) error {
 func (b *Broker) ServeConn(nc net.Conn, lo *ListenerOptions) {
 	c := newConn(b, nc, lo)
 	b.mu.Lock()
-	if b.closed {
+	if b.closed || b.draining {
 		b.mu.Unlock()
 		nc.Close()
 		return

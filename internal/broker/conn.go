@@ -63,8 +63,11 @@ type conn struct {
 
 	wake    chan struct{} // wakes a lingering flusher
 	cleaned chan struct{} // closed when the connection is fully cleaned up
-	wg      sync.WaitGroup
-	counted bool // counted in lo.conns
+	// connectedAt is when the client id was claimed, to tell this
+	// connection from a newer one on another node (Broker.Kick)
+	connectedAt time.Time
+	wg          sync.WaitGroup
+	counted     bool // counted in lo.conns
 }
 
 func newConn(b *Broker, nc net.Conn, lo *ListenerOptions) *conn {
@@ -1035,6 +1038,19 @@ func (c *conn) handshake() error {
 	inflight := c.receiveMax()
 	if cp.Version == packet.V5 && cp.Properties.ReceiveMaximum != nil {
 		inflight = min(inflight, int(*cp.Properties.ReceiveMaximum))
+	}
+
+	// In a cluster, claim the id first: a connection of it on another
+	// node is closed and a persistent session elsewhere comes here.
+	c.connectedAt = time.Now()
+	if r := b.router; r != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), claimTimeout)
+		err := r.Claim(ctx, clientID, expiry > 0)
+		cancel()
+		if err != nil {
+			b.log.Warn("client refused: its id cannot be claimed in the cluster", "client_id", clientID, "err", err)
+			return c.refuse(packet.ServerUnavailable, "session registry unavailable")
+		}
 	}
 
 	// Claim the client id: take over a live connection first [MQTT-3.1.4-3].

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/starlingmq/starling/internal/packet"
@@ -98,6 +99,7 @@ type matchScratch struct {
 	idx     map[*sess]int
 	targets []target
 	groups  map[sharedGroup][]sharedCand
+	matches []SharedMatch
 }
 
 func newMatchScratch() *matchScratch {
@@ -115,6 +117,8 @@ func (m *matchScratch) reset() {
 	if len(m.groups) > 256 {
 		clear(m.groups)
 	}
+	clear(m.matches)
+	m.matches = m.matches[:0]
 }
 
 // inbound is what the store must learn with a routed message, in the same
@@ -123,6 +127,12 @@ type inbound struct {
 	retain   bool   // store msg as the topic's retained message
 	clientID string // the publisher, when its session is durable
 	qos2ID   uint16 // an incoming QoS 2 packet id to record for clientID
+
+	// remote: forwarded by another node; publisherID is the publishing
+	// client (for No Local), shared the groups this node delivers
+	remote      bool
+	publisherID string
+	shared      []SharedMatch
 }
 
 // routeMsg delivers msg to every matching subscription. With a store, the
@@ -146,6 +156,7 @@ type routeDone struct {
 	wait      func() error
 	added     []pendingSend
 	congested []chan struct{}
+	remote    func() error // the other nodes' acceptance
 }
 
 // finish waits for the write and then sends or takes back the deliveries.
@@ -155,6 +166,11 @@ func (d *routeDone) finish() error {
 		err = d.wait()
 	}
 	releaseHeld(d.added, err, time.Now(), nil)
+	if d.remote != nil {
+		if rerr := d.remote(); err == nil {
+			err = rerr
+		}
+	}
 	if len(d.congested) > 0 {
 		t := time.NewTimer(congestWait)
 		defer t.Stop()
@@ -218,9 +234,12 @@ func (b *Broker) routeStart(msg *session.Message, from *sess, now time.Time, eph
 			sc.batch.PutIncoming(in.clientID, in.qos2ID)
 		}
 	}
-	if in.retain {
+	if in.retain && !in.remote {
 		m := sc.enc.keep()
 		b.retain(m)
+		if b.router != nil && !topic.IsSys(m.Topic) {
+			b.router.Retained(m)
+		}
 		if b.store != nil && persistRetained(m.Topic) {
 			if len(m.Payload) == 0 {
 				sc.batch.DeleteRetained(m.Topic)
@@ -233,7 +252,7 @@ func (b *Broker) routeStart(msg *session.Message, from *sess, now time.Time, eph
 	upgrade := b.opts.UpgradeOutgoingQoS
 	b.subMu.RLock()
 	b.subs.Match(msg.Topic, func(_ string, s *sess, sub *subscription) {
-		if sub.noLocal && s == from {
+		if sub.noLocal && (s == from || (in.remote && s.id == in.publisherID)) {
 			return // [MQTT-3.8.3-3]
 		}
 		qos := min(msg.QoS, sub.qos)
@@ -264,6 +283,30 @@ func (b *Broker) routeStart(msg *session.Message, from *sess, now time.Time, eph
 	b.subMu.RUnlock()
 
 	n := 0
+	var remoteWait func() error
+	if in.remote {
+		// only the groups the publishing node chose this node for
+		for g, cands := range sc.groups {
+			if !slices.ContainsFunc(in.shared, func(m SharedMatch) bool { return m.Group == g.group && m.Filter == g.filter }) {
+				sc.groups[g] = cands[:0]
+			}
+		}
+	} else if b.router != nil && !topic.IsSys(msg.Topic) {
+		for g, cands := range sc.groups {
+			if len(cands) > 0 {
+				sc.matches = append(sc.matches, SharedMatch{Group: g.group, Filter: g.filter, Local: len(cands)})
+			}
+		}
+		var nodes int
+		nodes, remoteWait = b.router.Forward(msg, msg.Origin, sc.matches)
+		n += nodes
+		for _, m := range sc.matches {
+			if m.Remote {
+				g := sharedGroup{group: m.Group, filter: m.Filter}
+				sc.groups[g] = sc.groups[g][:0]
+			}
+		}
+	}
 	for i := range sc.targets {
 		t := &sc.targets[i]
 		if t.s.deliver(msg, t.qos, msg.Retain && t.rap, t.subIDs, now, &sc.enc) {
@@ -297,6 +340,12 @@ func (b *Broker) routeStart(msg *session.Message, from *sess, now time.Time, eph
 		done.added = append([]pendingSend(nil), ec.added...)
 	} else {
 		releaseHeld(ec.added, nil, now, ec) // written without a sync
+	}
+	if remoteWait != nil {
+		if done == nil {
+			done = &routeDone{}
+		}
+		done.remote = remoteWait
 	}
 	if len(ec.congested) > 0 && async {
 		if done == nil {
@@ -391,19 +440,31 @@ func (b *Broker) retainedFor(filter string, now time.Time) []*session.Message {
 func (b *Broker) addSubscription(s *sess, sub *subscription) bool {
 	b.subMu.Lock()
 	defer b.subMu.Unlock()
+	var replaced bool
 	if sub.group != "" {
-		return b.shared.Add(sub.inner, sharedKey{group: sub.group, s: s}, sub)
+		replaced = b.shared.Add(sub.inner, sharedKey{group: sub.group, s: s}, sub)
+	} else {
+		replaced = b.subs.Add(sub.inner, s, sub)
 	}
-	return b.subs.Add(sub.inner, s, sub)
+	if !replaced && b.router != nil {
+		b.router.Subscribed(sub.filter)
+	}
+	return replaced
 }
 
 func (b *Broker) removeSubscription(s *sess, sub *subscription) bool {
 	b.subMu.Lock()
 	defer b.subMu.Unlock()
+	var removed bool
 	if sub.group != "" {
-		return b.shared.Remove(sub.inner, sharedKey{group: sub.group, s: s})
+		removed = b.shared.Remove(sub.inner, sharedKey{group: sub.group, s: s})
+	} else {
+		removed = b.subs.Remove(sub.inner, s)
 	}
-	return b.subs.Remove(sub.inner, s)
+	if removed && b.router != nil {
+		b.router.Unsubscribed(sub.filter)
+	}
+	return removed
 }
 
 // parseSubscription validates one SUBSCRIBE entry.

@@ -327,5 +327,8 @@ func (b *Broker) sweep(now time.Time) {
 	}
 	for _, s := range dead {
 		b.dropSession(s)
+		if b.router != nil {
+			b.router.Ended(s.id)
+		}
 	}
 }

@@ -143,12 +143,40 @@ type Config struct {
 	// Bridges are the `connection` sections, kept verbatim.
 	Bridges []Bridge
 	// Cluster holds Starling's cluster and admin keys (node_name,
-	// cluster_*, admin_listen, ...), kept verbatim.
-	Cluster []Directive
+	// cluster_*, admin_listen, ...), kept verbatim; Clustering has them
+	// typed.
+	Cluster    []Directive
+	Clustering Clustering
 
 	// Warnings are problems that do not stop the broker: keys not yet
 	// supported, settings that have no effect. Each names its file and line.
 	Warnings []string
+}
+
+// Clustering is the typed form of the cluster and admin keys.
+type Clustering struct {
+	// NodeName is node_name; empty means the host name.
+	NodeName string
+	// Listen is cluster_listen (gossip, host:port); empty: no cluster.
+	Listen string
+	// LinkListen is cluster_link_listen; empty: the gossip port + 1.
+	LinkListen string
+	// Advertise is cluster_advertise.
+	Advertise string
+	// Join is cluster_join: seeds, host:port.
+	Join []string
+	// Expect is cluster_expect (default 1).
+	Expect int
+	// Secret is cluster_secret.
+	Secret string
+	// CAFile, CertFile, KeyFile are cluster_cafile/certfile/keyfile.
+	CAFile, CertFile, KeyFile string
+	// AllowRegisterDuringNetsplit is allow_register_during_netsplit.
+	AllowRegisterDuringNetsplit bool
+	// DeadNodeTimeout is cluster_dead_node_timeout (default 60s).
+	DeadNodeTimeout time.Duration
+	// AdminListen is admin_listen (HTTP, host:port); empty: none.
+	AdminListen string
 }
 
 // Listener is one network listener.

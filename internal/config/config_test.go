@@ -559,8 +559,6 @@ cleansession true
 `
 	c := mustParse(t, text)
 	wantWarn := []string{
-		"mosquitto.conf:1: key node_name is not yet supported (cluster)",
-		"mosquitto.conf:2: key cluster_join is not yet supported (cluster)",
 		"mosquitto.conf:3: key auth_plugin is not yet supported (auth plugins)",
 		"mosquitto.conf:4: key auth_opt_backends is not yet supported (auth plugins)",
 		"mosquitto.conf:5: key plugin is not yet supported (auth plugins)",
@@ -580,6 +578,9 @@ cleansession true
 	}
 	if !reflect.DeepEqual(c.Cluster, wantCluster) {
 		t.Errorf("cluster %+v", c.Cluster)
+	}
+	if c.Clustering.NodeName != "a" || !reflect.DeepEqual(c.Clustering.Join, []string{"b:7946", "c:7946"}) {
+		t.Errorf("clustering %+v", c.Clustering)
 	}
 	if len(c.Plugins) != 4 || c.Plugins[3].Key != "plugin_opt_config_file" {
 		t.Errorf("plugins %+v", c.Plugins)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -529,6 +530,8 @@ func (p *parser) later(s *section, d Directive, area string) {
 		return
 	case "cluster":
 		p.cfg.Cluster = append(p.cfg.Cluster, d)
+		p.clusterKey(d)
+		return
 	case "auth plugins":
 		p.cfg.Plugins = append(p.cfg.Plugins, d)
 	}
@@ -987,4 +990,79 @@ func (p *parser) finish() {
 		}
 	}
 	c.Listeners = append(ls, p.explicit...)
+}
+
+// clusterKey types one cluster or admin key.
+func (p *parser) clusterKey(d Directive) {
+	c := &p.cfg.Clustering
+	addr := func() string {
+		v, ok := p.token(d)
+		if !ok {
+			return ""
+		}
+		if _, port, err := net.SplitHostPort(v); err != nil || port == "" {
+			p.errorf(d, "%s: %q is not host:port", d.Key, v)
+			return ""
+		}
+		return v
+	}
+	switch d.Key {
+	case "node_name":
+		if v, ok := p.token(d); ok {
+			c.NodeName = v
+		}
+	case "cluster_listen":
+		c.Listen = addr()
+	case "cluster_link_listen":
+		c.LinkListen = addr()
+	case "admin_listen":
+		c.AdminListen = addr()
+	case "cluster_advertise":
+		if v, ok := p.token(d); ok {
+			c.Advertise = v
+		}
+	case "cluster_join":
+		for _, s := range strings.FieldsFunc(d.Value, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' }) {
+			if _, port, err := net.SplitHostPort(s); err != nil || port == "" {
+				p.errorf(d, "%s: seed %q is not host:port", d.Key, s)
+				continue
+			}
+			c.Join = append(c.Join, s)
+		}
+	case "cluster_expect":
+		if v, ok := p.intIn(d, 1, 1000); ok {
+			c.Expect = int(v)
+		}
+	case "cluster_secret":
+		c.Secret = d.Value
+	case "cluster_cafile":
+		c.CAFile = d.Value
+	case "cluster_certfile":
+		c.CertFile = d.Value
+	case "cluster_keyfile":
+		c.KeyFile = d.Value
+	case "allow_register_during_netsplit":
+		if v, ok := p.boolean(d); ok {
+			c.AllowRegisterDuringNetsplit = v
+		}
+	case "cluster_dead_node_timeout":
+		v, ok := p.token(d)
+		if !ok {
+			return
+		}
+		dur, err := time.ParseDuration(v)
+		if err != nil {
+			secs, err2 := strconv.ParseInt(v, 10, 64)
+			if err2 != nil {
+				p.errorf(d, "%s: %q is not a duration (60s, 5m) or a number of seconds", d.Key, v)
+				return
+			}
+			dur = time.Duration(secs) * time.Second
+		}
+		if dur < time.Second {
+			p.errorf(d, "%s: %v is below 1s", d.Key, dur)
+			return
+		}
+		c.DeadNodeTimeout = dur
+	}
 }

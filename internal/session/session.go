@@ -404,6 +404,15 @@ func (s *Session) ReceiveQoS2(id uint16) (isNew bool) {
 // IncomingQoS2 is the number of incoming QoS 2 messages awaiting PUBREL.
 func (s *Session) IncomingQoS2() int { return len(s.incoming) }
 
+// IncomingIDs returns the packet ids of incoming QoS 2 messages awaiting
+// PUBREL, appended to dst (for a session handed to another node).
+func (s *Session) IncomingIDs(dst []uint16) []uint16 {
+	for id := range s.incoming {
+		dst = append(dst, id)
+	}
+	return dst
+}
+
 // Pubrel releases an incoming QoS 2 id; false when it was not known.
 func (s *Session) Pubrel(id uint16) bool {
 	if _, ok := s.incoming[id]; !ok {

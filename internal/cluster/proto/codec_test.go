@@ -161,6 +161,7 @@ var vectors = []vector{
 		}}},
 
 	// ---- Sessions -------------------------------------------------------
+	{name: "session-kick", raw: frame(TypeSessionKick, h("02 'c1' 02 'n2' 04")), msg: &SessionKick{ClientID: "c1", Node: "n2", AtUnixNano: 2}},
 	{name: "session-claim", raw: frame(TypeSessionClaim, h("02 'c1' 02 'n2' 2a")), msg: &SessionClaim{ClientID: "c1", Node: "n2", Epoch: 42}},
 	{name: "session-transfer/no-session", raw: frame(TypeSessionTransfer, h("02 'c1' 2a 00 00 00 00 00")),
 		msg: &SessionTransfer{ClientID: "c1", Epoch: 42}},

@@ -68,6 +68,8 @@ func Decode(frame []byte) (Message, error) {
 		m = d.sessionTransfer()
 	case TypeSessionTransferAck:
 		m = &SessionTransferAck{ClientID: d.str(), Epoch: d.uvarint(), Code: packet.ReasonCode(d.u8())}
+	case TypeSessionKick:
+		m = &SessionKick{ClientID: d.str(), Node: d.str(), AtUnixNano: d.varint()}
 	default:
 		return &Unknown{MsgType: t, Body: nilIfEmpty(d.b[:len(d.b):len(d.b)])}, nil
 	}

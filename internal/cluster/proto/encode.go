@@ -212,6 +212,15 @@ func (m *SessionClaim) AppendTo(dst []byte) ([]byte, error) {
 	return endFrame(dst, start, nil)
 }
 
+// AppendTo implements Message.
+func (m *SessionKick) AppendTo(dst []byte) ([]byte, error) {
+	dst, start := beginFrame(dst, TypeSessionKick)
+	dst = appendString(dst, m.ClientID)
+	dst = appendString(dst, m.Node)
+	dst = appendVarint(dst, m.AtUnixNano)
+	return endFrame(dst, start, nil)
+}
+
 func appendSession(dst []byte, s *SessionRecord) ([]byte, error) {
 	flags := boolFlag(s.HasUsername, flagHasUsername) | boolFlag(s.Will != nil, flagWill)
 	if s.Will != nil && s.Will.Properties.WillDelay != nil {

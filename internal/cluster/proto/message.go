@@ -34,11 +34,12 @@ const (
 	TypeSessionClaim         Type = 12
 	TypeSessionTransfer      Type = 13
 	TypeSessionTransferAck   Type = 14
+	TypeSessionKick          Type = 15
 )
 
 var typeNames = [...]string{"Invalid", "Hello", "HelloAck", "Ping", "Pong", "RouteSnapshot", "RouteDelta",
 	"RouteSnapshotRequest", "Forward", "ForwardAck", "Retained", "RetainedSnapshot", "SessionClaim",
-	"SessionTransfer", "SessionTransferAck"}
+	"SessionTransfer", "SessionTransferAck", "SessionKick"}
 
 // String returns the type's name.
 func (t Type) String() string {
@@ -359,6 +360,16 @@ type SessionTransferAck struct {
 	Code     packet.ReasonCode
 }
 
+// SessionKick tells every node that ClientID connected to Node at
+// AtUnixNano (Node's clock): a node with an older connection of that id
+// closes it (MQTT 5 reason 0x8E), so that a client id is connected once
+// cluster-wide even for sessions the registry does not hold.
+type SessionKick struct {
+	ClientID   string
+	Node       string
+	AtUnixNano int64
+}
+
 // Unknown is a message of a type this code does not know, sent by a newer
 // node. Receivers skip it; Body aliases the frame.
 type Unknown struct {
@@ -381,4 +392,5 @@ func (*RetainedSnapshot) Type() Type     { return TypeRetainedSnapshot }
 func (*SessionClaim) Type() Type         { return TypeSessionClaim }
 func (*SessionTransfer) Type() Type      { return TypeSessionTransfer }
 func (*SessionTransferAck) Type() Type   { return TypeSessionTransferAck }
+func (*SessionKick) Type() Type          { return TypeSessionKick }
 func (u *Unknown) Type() Type            { return u.MsgType }

@@ -1,0 +1,346 @@
+package broker
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/starlingmq/starling/internal/packet"
+	"github.com/starlingmq/starling/internal/session"
+	"github.com/starlingmq/starling/internal/topic"
+)
+
+// Router connects the broker to the other nodes of a cluster
+// (ARCHITECTURE.md, "The path of a message"). A single node has none
+// (Options.Router nil) and routes to its local subscribers only.
+//
+// Concurrency: every method is called from many connection goroutines at
+// once. Subscribed, Unsubscribed, Forward and Retained are called while a
+// broker lock may be held: they must only take the router's own locks and
+// queue work, never block on the network or call back into the broker.
+// Claim and Ended are called without broker locks.
+type Router interface {
+	// Subscribed and Unsubscribed tell the router that a session held
+	// here gained or lost one subscription to filter (as the client wrote
+	// it, "$share/group/" included). The router counts them.
+	Subscribed(filter string)
+	Unsubscribed(filter string)
+	// Forward sends msg, published on this node by publisherID ("" for
+	// the broker itself), to every other node with a matching
+	// subscription. shared lists the shared subscription groups matched
+	// here with their local member counts; Forward sets Remote on each
+	// group it gives to another node's member, and the broker then does
+	// not deliver that group locally. Groups with members only elsewhere
+	// are the router's to handle. Forward copies what it keeps of msg
+	// before it returns. It returns how many nodes it sent msg to and, when
+	// the publisher must wait for them (QoS 1 and 2), a function that
+	// blocks until each has accepted msg or failed.
+	Forward(msg *session.Message, publisherID string, shared []SharedMatch) (nodes int, wait func() error)
+	// Retained tells the router that a client of this node set the
+	// retained message of msg.Topic (deleted it, when msg.Payload is
+	// empty), to replicate it to the other nodes.
+	Retained(msg *session.Message)
+	// Claim makes this node the owner of clientID before its CONNECT is
+	// accepted: a connection of the same id on another node is closed,
+	// and the session of a persistent client, wherever it is, is fetched
+	// and installed here (Install) before Claim returns. An error means
+	// the id cannot be claimed: the client is refused with "server
+	// unavailable".
+	Claim(ctx context.Context, clientID string, persistent bool) error
+	// Ended tells the router that a persistent session held here ended
+	// (expired), so that the cluster forgets where it was.
+	Ended(clientID string)
+}
+
+// SharedMatch is a shared subscription group matched by a message, with
+// the number of its members on this node.
+type SharedMatch struct {
+	Group  string
+	Filter string // the plain filter, without "$share/group/"
+	Local  int
+	Remote bool // given to a member on another node
+}
+
+// SessionState is a whole session, to move it between nodes: its record,
+// subscriptions, queued and inflight deliveries in Seq order, and the
+// packet ids of incoming QoS 2 messages awaiting PUBREL.
+type SessionState struct {
+	Session       SessionRecord
+	Subscriptions []SubscriptionRecord
+	Deliveries    []DeliveryRecord
+	IncomingQoS2  []uint16
+}
+
+// ErrDraining refuses work while the broker hands its sessions over.
+var ErrDraining = errors.New("broker: draining")
+
+// claimTimeout bounds a CONNECT's claim of its client id in a cluster.
+const claimTimeout = 5 * time.Second
+
+// DeliverForwarded routes a message that another node forwarded: to the
+// local non-shared subscribers, and to one member of each shared group in
+// shared (and of no other group). It is not retained here: retained
+// messages travel on their own. p and its payload may be reused once it
+// returns. wait, when not nil, blocks until the deliveries to persistent
+// sessions are stored (QoS 1 and 2), as the origin's acknowledgement
+// requires.
+func (b *Broker) DeliverForwarded(p *packet.Publish, publisherID string, shared []SharedMatch) (n int, wait func() error) {
+	now := time.Now()
+	var m session.Message
+	fillMessage(&m, p, publisherID, now)
+	n, done := b.routeAsync(&m, nil, now, true, inbound{remote: true, publisherID: publisherID, shared: shared})
+	if done == nil {
+		return n, nil
+	}
+	return n, done.finish
+}
+
+// SetRetained applies a retained message replicated from another node:
+// r set as the retained message of its topic, or the topic's retained
+// message deleted when r.Payload is empty.
+func (b *Broker) SetRetained(r *MessageRecord) error {
+	m := messageFromRecord(r)
+	m.Payload = append([]byte(nil), r.Payload...)
+	b.retain(m)
+	if b.store == nil || !persistRetained(m.Topic) {
+		return nil
+	}
+	var batch Batch
+	if len(m.Payload) == 0 {
+		batch.DeleteRetained(m.Topic)
+	} else {
+		rec := messageRecord(m)
+		batch.PutRetained(&rec)
+	}
+	return b.apply(&batch, false)
+}
+
+// EachRetained calls fn for every retained message (not $SYS), to send
+// them to a node that joins.
+func (b *Broker) EachRetained(fn func(r *MessageRecord)) {
+	var all []*session.Message
+	b.retMu.RLock()
+	b.retained.Match("#", func(_ string, m *session.Message) bool {
+		all = append(all, m)
+		return true
+	})
+	b.retMu.RUnlock()
+	now := time.Now()
+	for _, m := range all {
+		if topic.IsSys(m.Topic) || m.Expired(now) {
+			continue
+		}
+		r := messageRecord(m)
+		fn(&r)
+	}
+}
+
+// Kick closes the connection of clientID on this node with "session taken
+// over" if it connected before at: the client connected again on another
+// node.
+func (b *Broker) Kick(clientID string, at time.Time) {
+	b.mu.Lock()
+	var c *conn
+	if s := b.sessions[clientID]; s != nil {
+		s.mu.Lock()
+		c = s.conn
+		s.mu.Unlock()
+	}
+	b.mu.Unlock()
+	if c != nil && c.connectedAt.Before(at) {
+		c.kick(packet.SessionTakenOver)
+	}
+}
+
+// Handover takes the session of clientID out of this broker to move it to
+// another node: its connection, if any, is closed (MQTT 5 reason 0x8E),
+// its subscriptions are removed, and its state is returned. The caller
+// must call done: done(true) once the other node has stored the session
+// (its records are then deleted here), done(false) to put it back. state
+// is nil (and done a no-op) when the broker holds no such session.
+func (b *Broker) Handover(clientID string) (state *SessionState, done func(ok bool)) {
+	var s *sess
+	for {
+		b.mu.Lock()
+		s = b.sessions[clientID]
+		if s == nil {
+			b.mu.Unlock()
+			return nil, func(bool) {}
+		}
+		s.mu.Lock()
+		old := s.conn
+		s.mu.Unlock()
+		if old != nil {
+			b.mu.Unlock()
+			old.kick(packet.SessionTakenOver)
+			<-old.cleaned
+			continue
+		}
+		delete(b.sessions, clientID)
+		delete(b.offline, s)
+		s.mu.Lock()
+		state = s.stateLocked()
+		s.gone = true
+		s.mu.Unlock()
+		b.mu.Unlock()
+		break
+	}
+	b.dropSession(s)
+	return state, func(ok bool) {
+		if !ok {
+			if err := b.Install(state); err != nil {
+				b.log.Error("session handover failed and the session could not be restored", "client_id", clientID, "err", err)
+			}
+			return
+		}
+		var batch Batch
+		if b.store != nil {
+			batch.DeleteSession(clientID)
+			if err := b.apply(&batch, true); err != nil {
+				b.log.Warn("handed-over session not deleted from the store", "client_id", clientID, "err", err)
+			}
+		}
+	}
+}
+
+// stateLocked snapshots the session. s.mu must be held.
+func (s *sess) stateLocked() *SessionState {
+	st := &SessionState{Session: *s.sessionRecordLocked()}
+	if st.Session.DisconnectedAt.IsZero() {
+		st.Session.DisconnectedAt = time.Now()
+	}
+	for _, sub := range s.subs {
+		st.Subscriptions = append(st.Subscriptions, *subscriptionRecord(sub))
+	}
+	slices.SortFunc(st.Subscriptions, func(a, b SubscriptionRecord) int { return cmp.Compare(a.Filter, b.Filter) })
+	ds := append(s.st.Inflight(nil), s.st.Queued()...)
+	slices.SortFunc(ds, func(a, b *session.Delivery) int { return cmp.Compare(a.Seq, b.Seq) })
+	for _, d := range ds {
+		r := deliveryRecord(d)
+		r.Message.Payload = append([]byte(nil), r.Message.Payload...)
+		st.Deliveries = append(st.Deliveries, *r)
+	}
+	st.IncomingQoS2 = s.st.IncomingIDs(nil)
+	slices.Sort(st.IncomingQoS2)
+	return st
+}
+
+// Install puts a session handed over by another node into this broker,
+// offline until its client connects, replacing any session of that id
+// held here, and stores it (synced) when there is a store.
+func (b *Broker) Install(st *SessionState) error {
+	id := st.Session.ClientID
+	if id == "" {
+		return fmt.Errorf("install: session without a client id")
+	}
+	b.mu.Lock()
+	old := b.sessions[id]
+	if old != nil {
+		delete(b.sessions, id)
+		delete(b.offline, old)
+		old.mu.Lock()
+		old.gone = true
+		old.mu.Unlock()
+	}
+	b.mu.Unlock()
+	if old != nil {
+		b.dropSession(old)
+	}
+	var batch Batch
+	if b.store != nil && st.Session.Expiry > 0 {
+		batch.DeleteSession(id)
+		rec := st.Session
+		batch.PutSession(&rec)
+		for i := range st.Subscriptions {
+			batch.PutSubscription(id, &st.Subscriptions[i])
+		}
+		for i := range st.Deliveries {
+			batch.PutDelivery(id, &st.Deliveries[i])
+		}
+		for _, pid := range st.IncomingQoS2 {
+			batch.PutIncoming(id, pid)
+		}
+		if err := b.apply(&batch, true); err != nil {
+			return err
+		}
+	}
+	l := &loader{b: b, now: time.Now()}
+	rec := st.Session
+	if err := l.Session(&rec); err != nil {
+		return err
+	}
+	for i := range st.Subscriptions {
+		if err := l.Subscription(id, &st.Subscriptions[i]); err != nil {
+			return err
+		}
+	}
+	for i := range st.Deliveries {
+		if err := l.Delivery(id, &st.Deliveries[i]); err != nil {
+			return err
+		}
+	}
+	for _, pid := range st.IncomingQoS2 {
+		if err := l.IncomingQoS2(id, pid); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// PersistentSessions returns the client ids of the sessions held here that
+// outlive their connections, for handing them over when the node leaves.
+func (b *Broker) PersistentSessions() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var ids []string
+	for id, s := range b.sessions {
+		s.mu.Lock()
+		if s.expiry > 0 && !s.gone {
+			ids = append(ids, id)
+		}
+		s.mu.Unlock()
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// Drain stops accepting clients and disconnects every connected one with
+// "server shutting down" (MQTT 5 reason 0x8B), so that they reconnect
+// elsewhere; it returns once they are all detached or ctx ends. Sessions
+// stay, for Handover. Close still has to be called.
+func (b *Broker) Drain(ctx context.Context) error {
+	b.mu.Lock()
+	b.draining = true
+	for l := range b.lns {
+		l.Close()
+	}
+	conns := make([]*conn, 0, len(b.conns))
+	for c := range b.conns {
+		conns = append(conns, c)
+	}
+	b.mu.Unlock()
+	for _, c := range conns {
+		c.kick(packet.ServerShuttingDown)
+	}
+	for _, c := range conns {
+		select {
+		case <-c.cleaned:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// ClientCount is the number of connected clients.
+func (b *Broker) ClientCount() int { return int(b.stats.connected.Load()) }
+
+// SessionCount is the number of sessions held here, online and offline.
+func (b *Broker) SessionCount() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.sessions)
+}

@@ -1,0 +1,316 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"slices"
+	"time"
+
+	"github.com/starlingmq/starling/internal/cluster/meta"
+	"github.com/starlingmq/starling/internal/cluster/proto"
+	"github.com/starlingmq/starling/internal/packet"
+)
+
+// transfer is a session being received from another node, in parts.
+type transfer struct {
+	epoch uint64
+	parts []*proto.SessionTransfer
+	done  chan struct{} // closed when installed or failed
+	err   error
+}
+
+func (x *transfer) fail() {
+	select {
+	case <-x.done:
+	default:
+		x.err = errLinkDown
+		close(x.done)
+	}
+}
+
+// handoverTimeout bounds the wait for the node that held a session to
+// send it, and for the claimant to store it.
+const handoverTimeout = 10 * time.Second
+
+// ErrRegistryUnavailable: the registry's majority cannot be reached (a
+// netsplit, or the registry has not formed yet).
+var ErrRegistryUnavailable = errors.New("cluster: session registry unavailable")
+
+// Claim implements broker.Router: every other node closes an older
+// connection of clientID; for a persistent session (or one the registry
+// still places on another node) the registry makes this node the owner
+// and the previous owner hands the session over.
+func (n *Node) Claim(ctx context.Context, clientID string, persistent bool) error {
+	kick := &proto.SessionKick{ClientID: clientID, Node: n.name, AtUnixNano: time.Now().UnixNano()}
+	for _, l := range n.allLinks() {
+		l.send(kick)
+	}
+	if !persistent {
+		o, ok := n.reg.Owner(clientID)
+		if !ok {
+			return nil
+		}
+		if o.Node == n.name {
+			// the session here ends with this clean connection
+			n.release(clientID, o.Epoch)
+			return nil
+		}
+	}
+	prev, epoch, err := n.reg.Claim(ctx, clientID, n.name)
+	if err != nil {
+		if n.cfg.AllowRegisterDuringNetsplit {
+			n.log.Warn("cluster: registry unreachable, session registered here only (allow_register_during_netsplit)",
+				"client_id", clientID, "err", err)
+			return nil
+		}
+		return fmt.Errorf("%w: %w", ErrRegistryUnavailable, err)
+	}
+	if prev.Node != "" && prev.Node != n.name {
+		if err := n.fetch(ctx, prev.Node, clientID, epoch); err != nil {
+			// the previous owner is gone or silent: its session is lost
+			n.log.Warn("cluster: session not handed over, starting afresh", "client_id", clientID, "from", prev.Node, "err", err)
+		}
+	}
+	if !persistent {
+		n.release(clientID, epoch)
+	}
+	return nil
+}
+
+func (n *Node) release(clientID string, epoch uint64) {
+	n.goroutine(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := n.reg.Release(ctx, clientID, n.name, epoch); err != nil {
+			n.log.Debug("cluster: registry release", "client_id", clientID, "err", err)
+		}
+	})
+}
+
+// fetch asks from for the session of clientID and waits until it is
+// installed here.
+func (n *Node) fetch(ctx context.Context, from, clientID string, epoch uint64) error {
+	l := n.linkTo(from)
+	if l == nil {
+		return fmt.Errorf("no link to %s", from)
+	}
+	x := &transfer{epoch: epoch, done: make(chan struct{})}
+	n.mu.Lock()
+	if old := n.xfers[clientID]; old != nil {
+		old.fail()
+	}
+	n.xfers[clientID] = x
+	n.mu.Unlock()
+	defer func() {
+		n.mu.Lock()
+		if n.xfers[clientID] == x {
+			delete(n.xfers, clientID)
+		}
+		n.mu.Unlock()
+	}()
+	if !l.send(&proto.SessionClaim{ClientID: clientID, Node: n.name, Epoch: epoch}) {
+		return errLinkDown
+	}
+	t := time.NewTimer(handoverTimeout)
+	defer t.Stop()
+	select {
+	case <-x.done:
+		return x.err
+	case <-l.done:
+		return errLinkDown
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return errors.New("handover timed out")
+	}
+}
+
+// receiveTransfer collects a session's parts; on the last it installs the
+// session and acknowledges it. A transfer nobody here waits for (a node
+// leaving pushes its sessions) is installed all the same.
+func (n *Node) receiveTransfer(l *link, m *proto.SessionTransfer) {
+	n.mu.Lock()
+	x := n.xfers[m.ClientID]
+	if x == nil || x.epoch != m.Epoch {
+		x = &transfer{epoch: m.Epoch, done: make(chan struct{})}
+		n.xfers[m.ClientID] = x
+	}
+	x.parts = append(x.parts, m)
+	if m.More {
+		n.mu.Unlock()
+		return
+	}
+	delete(n.xfers, m.ClientID)
+	n.mu.Unlock()
+	code := packet.Success
+	st := sessionFromParts(m.ClientID, x.parts)
+	if st != nil {
+		if err := n.b.Install(st); err != nil {
+			n.log.Error("cluster: handed-over session not installed", "client_id", m.ClientID, "err", err)
+			code = packet.UnspecifiedError
+			x.err = err
+		}
+	}
+	l.send(&proto.SessionTransferAck{ClientID: m.ClientID, Epoch: m.Epoch, Code: code})
+	select {
+	case <-x.done:
+	default:
+		close(x.done)
+	}
+}
+
+// acks waiting for the transfers this node sends, by client id and epoch.
+type ackKey struct {
+	clientID string
+	epoch    uint64
+}
+
+// handOver sends the session of clientID to peer, which claimed it at
+// epoch, and forgets it here once peer has stored it.
+func (n *Node) handOver(peer, clientID string, epoch uint64) {
+	l := n.linkTo(peer)
+	st, done := n.b.Handover(clientID)
+	if l == nil {
+		done(false)
+		return
+	}
+	ch := n.expectAck(ackKey{clientID, epoch})
+	for _, p := range transferParts(clientID, epoch, st) {
+		if !l.send(p) {
+			n.dropAck(ackKey{clientID, epoch})
+			done(false)
+			return
+		}
+	}
+	t := time.NewTimer(handoverTimeout)
+	defer t.Stop()
+	select {
+	case code := <-ch:
+		done(!code.IsError())
+		if code.IsError() {
+			n.log.Warn("cluster: session handover refused", "client_id", clientID, "peer", peer, "code", code)
+		}
+	case <-l.done:
+		n.dropAck(ackKey{clientID, epoch})
+		done(false)
+	case <-t.C:
+		n.dropAck(ackKey{clientID, epoch})
+		done(false)
+	case <-n.quit:
+		done(false)
+	}
+}
+
+func (n *Node) expectAck(k ackKey) chan packet.ReasonCode {
+	ch := make(chan packet.ReasonCode, 1)
+	n.mu.Lock()
+	if n.acks == nil {
+		n.acks = make(map[ackKey]chan packet.ReasonCode)
+	}
+	n.acks[k] = ch
+	n.mu.Unlock()
+	return ch
+}
+
+func (n *Node) dropAck(k ackKey) {
+	n.mu.Lock()
+	delete(n.acks, k)
+	n.mu.Unlock()
+}
+
+func (n *Node) transferAcked(m *proto.SessionTransferAck) {
+	k := ackKey{m.ClientID, m.Epoch}
+	n.mu.Lock()
+	ch := n.acks[k]
+	delete(n.acks, k)
+	n.mu.Unlock()
+	if ch != nil {
+		ch <- m.Code
+	}
+}
+
+// Leave hands this node's persistent sessions to the other nodes and
+// leaves the cluster: clients are told to go (MQTT 5 "server shutting
+// down") and reconnect elsewhere, where their sessions are waiting. The
+// broker must then be closed.
+func (n *Node) Leave(ctx context.Context) error {
+	if err := n.b.Drain(ctx); err != nil {
+		return err
+	}
+	var errs []error
+	for _, id := range n.b.PersistentSessions() {
+		if err := n.pushSession(ctx, id); err != nil {
+			errs = append(errs, fmt.Errorf("session %q: %w", id, err))
+		}
+	}
+	if err := n.reg.Leave(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("registry: %w", err))
+	}
+	if n.ml != nil {
+		if err := n.ml.Leave(2 * time.Second); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		n.log.Warn("cluster: left with problems", "problems", len(errs), "first", errs[0])
+	}
+	return errors.Join(errs...)
+}
+
+// pushSession gives one session to another alive node, chosen by a hash
+// of the client id, through the registry.
+func (n *Node) pushSession(ctx context.Context, clientID string) error {
+	alive, _ := n.membership()
+	alive = slices.DeleteFunc(alive, func(s meta.Server) bool { return s.ID == n.name || n.linkTo(s.ID) == nil })
+	if len(alive) == 0 {
+		return errors.New("no other node to take it")
+	}
+	slices.SortFunc(alive, func(a, b meta.Server) int {
+		switch {
+		case a.ID < b.ID:
+			return -1
+		case a.ID > b.ID:
+			return 1
+		}
+		return 0
+	})
+	h := fnv.New32a()
+	h.Write([]byte(clientID))
+	target := alive[int(h.Sum32()%uint32(len(alive)))].ID
+	_, epoch, err := n.reg.Claim(ctx, clientID, target)
+	if err != nil {
+		return err
+	}
+	l := n.linkTo(target)
+	if l == nil {
+		return errLinkDown
+	}
+	st, done := n.b.Handover(clientID)
+	if st == nil {
+		return nil
+	}
+	ch := n.expectAck(ackKey{clientID, epoch})
+	for _, p := range transferParts(clientID, epoch, st) {
+		if !l.send(p) {
+			n.dropAck(ackKey{clientID, epoch})
+			done(false)
+			return errLinkDown
+		}
+	}
+	select {
+	case code := <-ch:
+		done(!code.IsError())
+		if code.IsError() {
+			return code
+		}
+		return nil
+	case <-l.done:
+		done(false)
+		return errLinkDown
+	case <-ctx.Done():
+		done(false)
+		return ctx.Err()
+	}
+}

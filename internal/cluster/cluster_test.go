@@ -1,0 +1,414 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/starlingmq/starling/internal/broker"
+	"github.com/starlingmq/starling/internal/client"
+	"github.com/starlingmq/starling/internal/packet"
+	"github.com/starlingmq/starling/internal/testutil"
+)
+
+// tnode is one node of an in-process cluster: a broker serving MQTT on a
+// loopback port, with its cluster Node.
+type tnode struct {
+	n      *Node
+	b      *broker.Broker
+	mqtt   string
+	gossip string
+	closed bool
+}
+
+func (tn *tnode) close() {
+	if tn.closed {
+		return
+	}
+	tn.closed = true
+	tn.b.Close()
+	tn.n.Close()
+}
+
+type clusterOpts struct {
+	secret  string
+	expect  int
+	netsplt bool
+}
+
+// startNode starts one node joining seeds.
+func startNode(t *testing.T, name string, seeds []string, o clusterOpts) *tnode {
+	t.Helper()
+	gossip := "127.0.0.1:" + strconv.Itoa(testutil.FreePort(t))
+	n, err := New(Config{NodeName: name, GossipAddr: gossip, LinkAddr: "127.0.0.1:0", Join: seeds,
+		Expect: o.expect, Secret: o.secret, Fast: true, DeadNodeTimeout: 3 * time.Second,
+		AllowRegisterDuringNetsplit: o.netsplt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := broker.New(broker.Options{Router: n, RetainAvailable: true, MaxKeepAlive: 65535})
+	if err := n.Start(b); err != nil {
+		b.Close()
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go b.Serve(ln, &broker.ListenerOptions{Name: "test"})
+	tn := &tnode{n: n, b: b, mqtt: ln.Addr().String(), gossip: gossip}
+	t.Cleanup(tn.close)
+	return tn
+}
+
+// startCluster starts k nodes n1..nk and waits until they have formed the
+// registry and linked to each other.
+func startCluster(t *testing.T, k int, o clusterOpts) []*tnode {
+	t.Helper()
+	if o.expect == 0 {
+		o.expect = k
+	}
+	var nodes []*tnode
+	var seeds []string
+	for i := range k {
+		tn := startNode(t, fmt.Sprintf("n%d", i+1), seeds, o)
+		nodes = append(nodes, tn)
+		if i == 0 {
+			seeds = []string{tn.gossip}
+		}
+	}
+	waitLinked(t, nodes...)
+	return nodes
+}
+
+// waitLinked waits until every node has a link to every other and the
+// registry has a leader.
+func waitLinked(t *testing.T, nodes ...*tnode) {
+	t.Helper()
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		for _, tn := range nodes {
+			st := tn.n.Status()
+			up := 0
+			for _, m := range st.Members {
+				if m.Link == "up" {
+					up++
+				}
+			}
+			if up < len(nodes)-1 || st.Registry.Leader == "" || tn.n.Healthy() != nil {
+				return false
+			}
+		}
+		return true
+	}, "cluster of %d did not link up", len(nodes))
+}
+
+// waitRoutes waits until node sees at least n remote routes.
+func waitRoutes(t *testing.T, tn *tnode, n int) {
+	t.Helper()
+	testutil.Eventually(t, 10*time.Second, func() bool { return tn.n.Status().Routes >= n },
+		"%s sees %d routes, want %d", tn.n.Name(), tn.n.Status().Routes, n)
+}
+
+// routedTo reports whether from would forward topic to to.
+func routedTo(from, to *tnode, topic string) bool {
+	from.n.tableMu.RLock()
+	defer from.n.tableMu.RUnlock()
+	found := false
+	from.n.table.Match(topic, func(node string, direct bool, _ []SharedGroup) {
+		found = found || (node == to.n.Name() && direct)
+	})
+	return found
+}
+
+// inbox collects the messages a client receives.
+type inbox struct {
+	mu   sync.Mutex
+	msgs []*packet.Publish
+	disc *packet.Disconnect
+	gone bool
+}
+
+func (ib *inbox) add(p *packet.Publish) {
+	ib.mu.Lock()
+	defer ib.mu.Unlock()
+	c := *p
+	c.Payload = append([]byte(nil), p.Payload...)
+	ib.msgs = append(ib.msgs, &c)
+}
+
+func (ib *inbox) len() int {
+	ib.mu.Lock()
+	defer ib.mu.Unlock()
+	return len(ib.msgs)
+}
+
+func (ib *inbox) payloads() []string {
+	ib.mu.Lock()
+	defer ib.mu.Unlock()
+	var out []string
+	for _, m := range ib.msgs {
+		out = append(out, string(m.Payload))
+	}
+	return out
+}
+
+func connect(t *testing.T, addr, id string, v packet.Version, clean bool, expiry uint32, ib *inbox) (*client.Client, *packet.Connack) {
+	t.Helper()
+	o := client.Options{Addr: addr, ClientID: id, Version: v, CleanStart: clean, KeepAlive: 30 * time.Second}
+	if v == packet.V5 && expiry > 0 {
+		o.Properties.SessionExpiry = &expiry
+	}
+	if ib != nil {
+		o.OnMessage = ib.add
+		o.OnDisconnect = func(d *packet.Disconnect, err error) {
+			ib.mu.Lock()
+			ib.disc, ib.gone = d, true
+			ib.mu.Unlock()
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, ack, err := client.Connect(ctx, o)
+	if err != nil {
+		t.Fatalf("connect %s to %s: %v", id, addr, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, ack
+}
+
+func subscribe(t *testing.T, c *client.Client, filter string, qos byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	sa, err := c.Subscribe(ctx, &packet.Subscribe{Subscriptions: []packet.Subscription{{Filter: filter, QoS: qos}}})
+	if err != nil || sa.ReasonCodes[0].IsError() {
+		t.Fatalf("subscribe %s: %v %v", filter, err, sa)
+	}
+}
+
+func publish(t *testing.T, c *client.Client, topic, payload string, qos byte, retain bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rc, err := c.Publish(ctx, &packet.Publish{Topic: topic, Payload: []byte(payload), QoS: qos, Retain: retain})
+	if err != nil || rc.IsError() {
+		t.Fatalf("publish %s: %v %v", topic, rc, err)
+	}
+}
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// memberlist's and raft's background goroutines that outlive
+		// Shutdown by a moment
+		goleak.IgnoreTopFunction("github.com/hashicorp/raft.(*NetworkTransport).listen"),
+		goleak.IgnoreAnyFunction("github.com/hashicorp/memberlist.(*Memberlist).probeNode"),
+	)
+}
+
+func TestPubSubAcrossNodes(t *testing.T) {
+	nodes := startCluster(t, 3, clusterOpts{})
+	a, c := nodes[0], nodes[2]
+	for _, qos := range []byte{0, 1, 2} {
+		t.Run("qos"+strconv.Itoa(int(qos)), func(t *testing.T) {
+			var ib inbox
+			sub, _ := connect(t, c.mqtt, "sub-"+strconv.Itoa(int(qos)), packet.V5, true, 0, &ib)
+			filter := fmt.Sprintf("q%d/+/x", qos)
+			subscribe(t, sub, filter, 2)
+			subscribe(t, sub, fmt.Sprintf("q%d/#", qos), 2) // overlapping: still once
+			testutil.Eventually(t, 10*time.Second, func() bool {
+				return routedTo(a, c, fmt.Sprintf("q%d/0/x", qos)) && routedTo(a, c, fmt.Sprintf("q%d/z", qos))
+			}, "routes of %s not on %s", c.n.Name(), a.n.Name())
+			pub, _ := connect(t, a.mqtt, "pub-"+strconv.Itoa(int(qos)), packet.V311, true, 0, nil)
+			for i := range 50 {
+				publish(t, pub, fmt.Sprintf("q%d/%d/x", qos, i%5), strconv.Itoa(i), qos, false)
+			}
+			testutil.Eventually(t, 10*time.Second, func() bool { return ib.len() >= 50 }, "got %d of 50", ib.len())
+			time.Sleep(100 * time.Millisecond) // a duplicate would arrive now
+			got := ib.payloads()
+			if len(got) != 50 {
+				t.Fatalf("got %d messages, want 50 exactly once", len(got))
+			}
+			for i, p := range got {
+				if p != strconv.Itoa(i) {
+					t.Fatalf("message %d is %q: out of order", i, p)
+				}
+			}
+		})
+	}
+}
+
+func TestSharedSubscriptionAcrossNodes(t *testing.T) {
+	nodes := startCluster(t, 3, clusterOpts{})
+	var ibs [3]inbox
+	for i, tn := range nodes[1:] {
+		c, _ := connect(t, tn.mqtt, "member"+strconv.Itoa(i), packet.V5, true, 0, &ibs[i])
+		subscribe(t, c, "$share/g/jobs/#", 1)
+	}
+	waitRoutes(t, nodes[0], 2)
+	pub, _ := connect(t, nodes[0].mqtt, "pub", packet.V5, true, 0, nil)
+	const n = 200
+	for i := range n {
+		publish(t, pub, "jobs/"+strconv.Itoa(i), strconv.Itoa(i), 1, false)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return ibs[0].len()+ibs[1].len() >= n },
+		"shared members got %d+%d of %d", ibs[0].len(), ibs[1].len(), n)
+	time.Sleep(100 * time.Millisecond)
+	seen := make(map[string]int)
+	for i := range 2 {
+		for _, p := range ibs[i].payloads() {
+			seen[p]++
+		}
+	}
+	if len(seen) != n || ibs[0].len()+ibs[1].len() != n {
+		t.Fatalf("%d distinct of %d delivered, %d deliveries: each once to one member", len(seen), n, ibs[0].len()+ibs[1].len())
+	}
+	if ibs[0].len() == 0 || ibs[1].len() == 0 {
+		t.Errorf("one member got everything (%d, %d): members on both nodes should share", ibs[0].len(), ibs[1].len())
+	}
+}
+
+func TestRetainedAcrossNodes(t *testing.T) {
+	nodes := startCluster(t, 2, clusterOpts{})
+	pub, _ := connect(t, nodes[0].mqtt, "pub", packet.V311, true, 0, nil)
+	publish(t, pub, "r/1", "one", 1, true)
+	publish(t, pub, "r/2", "two", 1, true)
+	publish(t, pub, "r/2", "", 1, true) // deleted
+	var ib inbox
+	testutil.Eventually(t, 5*time.Second, func() bool { return nodes[1].b.Stats().Retained == 1 }, "retained not replicated")
+	sub, _ := connect(t, nodes[1].mqtt, "sub", packet.V311, true, 0, &ib)
+	subscribe(t, sub, "r/#", 1)
+	testutil.Eventually(t, 5*time.Second, func() bool { return ib.len() == 1 }, "retained not received")
+	if got := ib.payloads(); got[0] != "one" {
+		t.Fatalf("retained %q", got)
+	}
+	// a node that joins later gets the retained messages in its snapshot
+	late := startNode(t, "n3", []string{nodes[0].gossip}, clusterOpts{expect: 2})
+	testutil.Eventually(t, 15*time.Second, func() bool { return late.b.Stats().Retained == 1 }, "late node has no retained")
+	var ib2 inbox
+	sub2, _ := connect(t, late.mqtt, "sub2", packet.V5, true, 0, &ib2)
+	subscribe(t, sub2, "r/#", 0)
+	testutil.Eventually(t, 5*time.Second, func() bool { return ib2.len() == 1 }, "late node's subscriber got no retained")
+}
+
+func TestClientIDUniqueAcrossNodes(t *testing.T) {
+	nodes := startCluster(t, 2, clusterOpts{})
+	var ib inbox
+	connect(t, nodes[0].mqtt, "dup", packet.V5, true, 0, &ib)
+	connect(t, nodes[1].mqtt, "dup", packet.V5, true, 0, nil)
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		ib.mu.Lock()
+		defer ib.mu.Unlock()
+		return ib.gone
+	}, "first connection not closed")
+	ib.mu.Lock()
+	defer ib.mu.Unlock()
+	if ib.disc == nil || ib.disc.ReasonCode != packet.SessionTakenOver {
+		t.Fatalf("first connection closed with %+v, want DISCONNECT 0x8E", ib.disc)
+	}
+}
+
+func TestPersistentSessionFollowsClient(t *testing.T) {
+	nodes := startCluster(t, 3, clusterOpts{})
+	for _, v := range []packet.Version{packet.V311, packet.V5} {
+		t.Run(v.String(), func(t *testing.T) {
+			id := "roamer-" + v.String()
+			c, _ := connect(t, nodes[0].mqtt, id, v, false, 3600, nil)
+			subscribe(t, c, "roam/"+id, 1)
+			c.Close()
+			testutil.Eventually(t, 5*time.Second, func() bool { return nodes[1].n.Status().Routes >= 1 }, "no route")
+			pub, _ := connect(t, nodes[1].mqtt, "pub-"+id, packet.V311, true, 0, nil)
+			const n = 300
+			for i := range n {
+				publish(t, pub, "roam/"+id, strconv.Itoa(i), 1, false)
+			}
+			var ib inbox
+			start := time.Now()
+			_, ack := connect(t, nodes[2].mqtt, id, v, false, 3600, &ib)
+			t.Logf("session moved with %d queued messages in %v", n, time.Since(start))
+			if !ack.SessionPresent {
+				t.Fatal("no session present on the new node")
+			}
+			testutil.Eventually(t, 10*time.Second, func() bool { return ib.len() >= n }, "got %d of %d", ib.len(), n)
+			for i, p := range ib.payloads()[:n] {
+				if p != strconv.Itoa(i) {
+					t.Fatalf("message %d is %q: lost or out of order", i, p)
+				}
+			}
+			// the subscription moved too: a new message still arrives
+			publish(t, pub, "roam/"+id, "after", 1, false)
+			testutil.Eventually(t, 5*time.Second, func() bool { return ib.len() >= n+1 }, "subscription did not move")
+			if nodes[0].b.SessionCount() != 0 {
+				t.Errorf("old node still holds %d sessions", nodes[0].b.SessionCount())
+			}
+		})
+	}
+}
+
+func TestLeaveHandsSessionsOver(t *testing.T) {
+	nodes := startCluster(t, 3, clusterOpts{})
+	a := nodes[0]
+	var ib inbox
+	c, _ := connect(t, a.mqtt, "stay", packet.V5, false, 3600, &ib)
+	subscribe(t, c, "keep/#", 1)
+	waitRoutes(t, nodes[1], 1)
+	pub, _ := connect(t, nodes[1].mqtt, "pub", packet.V311, true, 0, nil)
+	for i := range 20 {
+		publish(t, pub, "keep/x", strconv.Itoa(i), 1, false)
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool { return ib.len() == 20 }, "online delivery")
+	c.Close()
+	for i := 20; i < 40; i++ {
+		publish(t, pub, "keep/x", strconv.Itoa(i), 1, false)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := a.n.Leave(ctx); err != nil {
+		t.Fatalf("leave: %v", err)
+	}
+	a.close()
+	held := nodes[1].b.SessionCount() + nodes[2].b.SessionCount()
+	if held < 2 { // "pub" is not persistent; "stay" moved
+		t.Logf("sessions on n2 %d, n3 %d", nodes[1].b.SessionCount(), nodes[2].b.SessionCount())
+	}
+	var ib2 inbox
+	_, ack := connect(t, nodes[2].mqtt, "stay", packet.V5, false, 3600, &ib2)
+	if !ack.SessionPresent {
+		t.Fatal("session lost when its node left")
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return ib2.len() >= 20 }, "got %d of 20 queued", ib2.len())
+	for i, p := range ib2.payloads()[:20] {
+		if p != strconv.Itoa(20+i) {
+			t.Fatalf("queued message %d is %q", i, p)
+		}
+	}
+}
+
+func TestWrongSecretLearnsNothing(t *testing.T) {
+	a := startNode(t, "a", nil, clusterOpts{secret: "right", expect: 1})
+	waitLinked(t, a)
+	b := startNode(t, "b", []string{a.gossip}, clusterOpts{secret: "wrong", expect: 1})
+	time.Sleep(2 * time.Second) // time to join, were it possible
+	if n := a.n.ml.NumMembers(); n != 1 {
+		t.Fatalf("node with the wrong secret joined: %d members", n)
+	}
+	if n := b.n.ml.NumMembers(); n != 1 {
+		t.Fatalf("node with the wrong secret sees %d members", n)
+	}
+	// and its link port refuses the other's certificate
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if nc, err := b.n.dialConn(ctx, a.n.linkAddr, tagLink); err == nil {
+		buf := make([]byte, 1)
+		nc.SetReadDeadline(time.Now().Add(time.Second))
+		if _, err := nc.Read(buf); err == nil {
+			t.Fatal("link port answered a node of another cluster")
+		}
+		nc.Close()
+	}
+}

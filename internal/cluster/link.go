@@ -1,0 +1,408 @@
+package cluster
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/starlingmq/starling/internal/cluster/proto"
+	"github.com/starlingmq/starling/internal/packet"
+)
+
+// Channel tags: the first byte a dialer writes on a connection to the link
+// port says what the connection carries, so that node links, Raft and the
+// registry's requests share one port (and one TLS configuration).
+const (
+	tagLink byte = 'L'
+	tagRaft byte = 'R'
+	tagMeta byte = 'M'
+)
+
+// Link limits.
+const (
+	// maxLinkBuffer bounds the bytes waiting to be written to one peer;
+	// beyond it QoS 0 forwards are dropped (counted); other messages are
+	// still queued, bounded by the publishers' own windows.
+	maxLinkBuffer = 32 << 20
+	// linkIdle closes a link on which nothing arrived for this long (the
+	// peer pings every pingEvery): a cut link is noticed even when
+	// memberlist still sees the node through another path.
+	linkIdle  = 6 * time.Second
+	pingEvery = time.Second
+	// forwardTimeout bounds the wait for a peer's acceptance of a QoS 1 or
+	// 2 message.
+	forwardTimeout = 10 * time.Second
+	dialTimeout    = 3 * time.Second
+)
+
+var errLinkDown = errors.New("cluster: link to the node is down")
+
+// link is the connection with one other node: one reader, one writer
+// that coalesces queued frames into one write, one goroutine sending
+// acknowledgements of forwarded messages in order.
+type link struct {
+	n    *Node
+	peer string
+	inc  uint64 // the peer's incarnation
+	nc   net.Conn
+	up   time.Time
+
+	mu      sync.Mutex
+	out     []byte
+	spare   []byte
+	closed  bool
+	seq     uint64    // last forwarded message's number
+	unacked []pending // forwarded messages awaiting ForwardAck, by seq
+	wake    chan struct{}
+	done    chan struct{}
+
+	acks    chan ackItem
+	rttNano atomic.Int64
+	lastIn  atomic.Int64 // unix nanoseconds of the last frame read
+}
+
+type pending struct {
+	seq uint64
+	w   *fwdWait
+}
+
+type ackItem struct {
+	seq  uint64
+	wait func() error
+}
+
+// fwdWait is one message's wait for the nodes it was forwarded to.
+type fwdWait struct {
+	left atomic.Int32
+	err  atomic.Pointer[error]
+	done chan struct{}
+}
+
+func (w *fwdWait) settle(err error) {
+	if err != nil {
+		w.err.CompareAndSwap(nil, &err)
+	}
+	if w.left.Add(-1) == 0 {
+		close(w.done)
+	}
+}
+
+func (w *fwdWait) wait() error {
+	t := time.NewTimer(forwardTimeout)
+	defer t.Stop()
+	select {
+	case <-w.done:
+	case <-t.C:
+		return fmt.Errorf("cluster: forwarded message not accepted within %v", forwardTimeout)
+	}
+	if e := w.err.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+
+func newLink(n *Node, peer string, inc uint64, nc net.Conn) *link {
+	l := &link{n: n, peer: peer, inc: inc, nc: nc, up: time.Now(),
+		wake: make(chan struct{}, 1), done: make(chan struct{}), acks: make(chan ackItem, 4096)}
+	l.lastIn.Store(time.Now().UnixNano())
+	return l
+}
+
+// send queues a message; false when the link is closed.
+func (l *link) send(m proto.Message) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.appendLocked(m)
+}
+
+func (l *link) appendLocked(m proto.Message) bool {
+	if l.closed {
+		return false
+	}
+	out, err := m.AppendTo(l.out)
+	if err != nil {
+		l.n.log.Error("cluster: message not encoded", "peer", l.peer, "type", m.Type().String(), "err", err)
+		return false
+	}
+	l.out = out
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// forward queues one forwarded message, numbered, with w to settle on its
+// acknowledgement (nil: none needed). It reports false when the link is
+// closed or, for a message without w, its buffer is full.
+func (l *link) forward(fm *proto.ForwardMessage, w *fwdWait) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed || (w == nil && len(l.out) > maxLinkBuffer) {
+		return false
+	}
+	l.seq++
+	fm.Seq = l.seq
+	fm.NeedsAck = w != nil
+	f := proto.Forward{Messages: []proto.ForwardMessage{*fm}}
+	if !l.appendLocked(&f) {
+		return false
+	}
+	if w != nil {
+		l.unacked = append(l.unacked, pending{seq: l.seq, w: w})
+	}
+	return true
+}
+
+// acked settles the forwarded messages a ForwardAck covers.
+func (l *link) acked(a *proto.ForwardAck) {
+	var bad map[uint64]packet.ReasonCode
+	for _, s := range a.Statuses {
+		if bad == nil {
+			bad = make(map[uint64]packet.ReasonCode)
+		}
+		bad[s.Seq] = s.Code
+	}
+	l.mu.Lock()
+	i := 0
+	var done []pending
+	for ; i < len(l.unacked) && l.unacked[i].seq <= a.UpTo; i++ {
+		done = append(done, l.unacked[i])
+	}
+	l.unacked = l.unacked[i:]
+	l.mu.Unlock()
+	for _, p := range done {
+		var err error
+		if rc, ok := bad[p.seq]; ok && rc.IsError() {
+			err = fmt.Errorf("cluster: node %s refused a forwarded message: %w", l.peer, rc)
+		}
+		p.w.settle(err)
+	}
+}
+
+// close shuts the link and fails what waits for it; safe twice.
+func (l *link) close() {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.closed = true
+	un := l.unacked
+	l.unacked = nil
+	close(l.done)
+	l.mu.Unlock()
+	l.nc.Close()
+	for _, p := range un {
+		p.w.settle(fmt.Errorf("%w (%s)", errLinkDown, l.peer))
+	}
+}
+
+// run starts the link's goroutines on the node's group; the link is
+// removed from the node when its reader ends.
+func (l *link) run() {
+	n := l.n
+	n.goroutine(l.writeLoop)
+	n.goroutine(l.ackLoop)
+	n.goroutine(func() {
+		err := l.readLoop()
+		l.close()
+		n.linkDown(l, err)
+	})
+}
+
+func (l *link) writeLoop() {
+	ping := time.NewTicker(pingEvery)
+	defer ping.Stop()
+	for {
+		select {
+		case <-l.done:
+			return
+		case <-ping.C:
+			if time.Since(time.Unix(0, l.lastIn.Load())) > linkIdle {
+				l.n.log.Warn("cluster: link silent, closing it", "peer", l.peer)
+				l.close()
+				return
+			}
+			l.send(&proto.Ping{SentUnixNano: time.Now().UnixNano()})
+			continue
+		case <-l.wake:
+		}
+		l.mu.Lock()
+		buf := l.out
+		l.out = l.spare[:0]
+		l.mu.Unlock()
+		if len(buf) == 0 {
+			continue
+		}
+		l.nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		_, err := l.nc.Write(buf)
+		if err != nil {
+			l.close()
+			return
+		}
+		if cap(buf) > 1<<20 {
+			buf = nil
+		}
+		l.mu.Lock()
+		l.spare = buf[:0]
+		l.mu.Unlock()
+	}
+}
+
+// ackLoop acknowledges forwarded messages in order, once each is accepted
+// (stored where a persistent session needs it), one ForwardAck for all
+// that are ready.
+func (l *link) ackLoop() {
+	var upTo uint64
+	var bad []proto.ForwardStatus
+	flush := func() {
+		if upTo > 0 || len(bad) > 0 {
+			l.send(&proto.ForwardAck{UpTo: upTo, Statuses: bad})
+			bad = nil
+		}
+	}
+	for {
+		select {
+		case <-l.done:
+			return
+		case it := <-l.acks:
+			for {
+				if it.wait != nil {
+					if err := it.wait(); err != nil {
+						var rc packet.ReasonCode
+						if !errors.As(err, &rc) || !rc.IsError() {
+							rc = packet.UnspecifiedError
+						}
+						bad = append(bad, proto.ForwardStatus{Seq: it.seq, Code: rc})
+					}
+				}
+				upTo = it.seq
+				select {
+				case it = <-l.acks:
+					continue
+				default:
+				}
+				break
+			}
+			flush()
+		}
+	}
+}
+
+func (l *link) readLoop() error {
+	br := bufio.NewReaderSize(l.nc, 64<<10)
+	var buf []byte
+	for {
+		l.nc.SetReadDeadline(time.Now().Add(linkIdle + time.Second))
+		frame, err := proto.ReadFrame(br, buf, 0)
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+		l.lastIn.Store(time.Now().UnixNano())
+		if len(frame) > proto.HeaderLen {
+			switch proto.Type(frame[proto.HeaderLen]) {
+			case proto.TypeForward, proto.TypeForwardAck, proto.TypePing, proto.TypePong, proto.TypeRouteDelta:
+				buf = frame // decoded messages are not kept past handling
+			default:
+				frame = bytes.Clone(frame)
+			}
+		}
+		m, err := proto.Decode(frame)
+		if err != nil {
+			return err
+		}
+		if err := l.n.handle(l, m); err != nil {
+			return err
+		}
+	}
+}
+
+// dialLink opens a connection of the given channel to a node's link port.
+func (n *Node) dialConn(ctx context.Context, addr string, tag byte) (net.Conn, error) {
+	d := net.Dialer{Timeout: dialTimeout, KeepAlive: 15 * time.Second}
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if n.tls != nil {
+		tc := tls.Client(nc, n.tls)
+		hctx, cancel := context.WithTimeout(ctx, dialTimeout)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("cluster: TLS with %s: %w", addr, err)
+		}
+		nc = tc
+	}
+	if _, err := nc.Write([]byte{tag}); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return nc, nil
+}
+
+// chanListener is a net.Listener fed with connections the link port
+// accepted for one channel (Raft, registry requests).
+type chanListener struct {
+	addr  net.Addr
+	ch    chan net.Conn
+	once  sync.Once
+	close chan struct{}
+}
+
+func newChanListener(addr net.Addr) *chanListener {
+	return &chanListener{addr: addr, ch: make(chan net.Conn), close: make(chan struct{})}
+}
+
+func (c *chanListener) Accept() (net.Conn, error) {
+	select {
+	case nc := <-c.ch:
+		return nc, nil
+	case <-c.close:
+		return nil, net.ErrClosed
+	}
+}
+
+func (c *chanListener) Close() error {
+	c.once.Do(func() { close(c.close) })
+	return nil
+}
+
+func (c *chanListener) Addr() net.Addr { return c.addr }
+
+// offer hands nc to the listener's Accept, or closes it when nobody takes
+// it in time.
+func (c *chanListener) offer(nc net.Conn) {
+	select {
+	case c.ch <- nc:
+	case <-c.close:
+		nc.Close()
+	case <-time.After(5 * time.Second):
+		nc.Close()
+	}
+}
+
+// raftLayer is raft's StreamLayer over the link port.
+type raftLayer struct {
+	*chanListener
+	n *Node
+}
+
+func (r *raftLayer) Dial(address raftAddress, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return r.n.dialConn(ctx, string(address), tagRaft)
+}
