@@ -412,3 +412,87 @@ func TestWrongSecretLearnsNothing(t *testing.T) {
 		nc.Close()
 	}
 }
+
+// partition cuts n off the others' node links and Raft (gossip is left
+// alone, so memberlist still sees every node alive: the hardest case, a
+// cut link rather than a dead node). heal undoes it.
+func partition(n *tnode, others ...*tnode) {
+	all := func(string) bool { return true }
+	n.n.blocked.Store(&all)
+	addr := n.n.linkAddr
+	toN := func(a string) bool { return a == addr }
+	for _, o := range others {
+		o.n.blocked.Store(&toN)
+	}
+	n.n.cutAll()
+	for _, o := range others {
+		o.n.cutAll()
+	}
+}
+
+func heal(nodes ...*tnode) {
+	for _, tn := range nodes {
+		tn.n.blocked.Store(nil)
+	}
+}
+
+func TestNetsplit(t *testing.T) {
+	for _, allow := range []bool{false, true} {
+		t.Run(fmt.Sprintf("allow_register_during_netsplit=%v", allow), func(t *testing.T) {
+			nodes := startCluster(t, 3, clusterOpts{netsplt: allow})
+			n1, n3 := nodes[0], nodes[2]
+			var ib inbox
+			sub, _ := connect(t, n3.mqtt, "q2sub", packet.V5, true, 0, &ib)
+			subscribe(t, sub, "split/#", 2)
+			testutil.Eventually(t, 5*time.Second, func() bool { return routedTo(n1, n3, "split/x") }, "no route")
+			pub, _ := connect(t, n1.mqtt, "pub", packet.V5, true, 0, nil)
+			publish(t, pub, "split/before", "before", 2, false)
+			testutil.Eventually(t, 5*time.Second, func() bool { return ib.len() == 1 }, "not delivered before the split")
+
+			partition(n3, nodes[0], nodes[1])
+			testutil.Eventually(t, 10*time.Second, func() bool {
+				id, _ := n3.n.reg.Leader()
+				return id == "" && n3.n.Status().Members[1].Link == "down"
+			}, "n3 still reaches the registry after the cut")
+			// the majority side serves persistent clients
+			connect(t, n1.mqtt, "majority", packet.V5, false, 600, nil)
+			// the minority side: refused unless allow_register_during_netsplit
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_, ack, err := client.Connect(ctx, client.Options{Addr: n3.mqtt, ClientID: "minority", Version: packet.V5,
+				Properties: packet.Properties{SessionExpiry: new(uint32(600))}})
+			cancel()
+			if allow {
+				if err != nil {
+					t.Fatalf("persistent client refused on the minority side with allow_register_during_netsplit: %v", err)
+				}
+			} else if err == nil || ack == nil || ack.ReasonCode != packet.ServerUnavailable {
+				t.Fatalf("persistent client on the minority side: %v %+v, want CONNACK 0x88", err, ack)
+			}
+			// a clean client needs no registry: served on both sides
+			connect(t, n3.mqtt, "clean-minority", packet.V5, true, 0, nil)
+			if err := n3.n.Healthy(); (err == nil) == !allow {
+				t.Errorf("health of the minority node during the split: %v", err)
+			}
+			// retained written on both sides during the split
+			publish(t, pub, "ret/a", "from-n1", 1, true)
+			pub3, _ := connect(t, n3.mqtt, "pub3", packet.V5, true, 0, nil)
+			publish(t, pub3, "ret/b", "from-n3", 1, true)
+
+			heal(nodes...)
+			waitLinked(t, nodes...)
+			// routes converge: n1 forwards to n3's subscriber again
+			testutil.Eventually(t, 10*time.Second, func() bool { return routedTo(n1, n3, "split/x") }, "routes did not converge")
+			publish(t, pub, "split/after", "after", 2, false)
+			testutil.Eventually(t, 5*time.Second, func() bool { return ib.len() >= 2 }, "not delivered after healing")
+			time.Sleep(200 * time.Millisecond)
+			if got := ib.payloads(); len(got) != 2 || got[0] != "before" || got[1] != "after" {
+				t.Fatalf("QoS 2 subscriber got %q, want each message once", got)
+			}
+			// retained converge both ways
+			for _, tn := range []*tnode{n1, n3} {
+				testutil.Eventually(t, 10*time.Second, func() bool { return tn.b.Stats().Retained == 2 },
+					"%s has %d retained, want 2", tn.n.Name(), tn.b.Stats().Retained)
+			}
+		})
+	}
+}

@@ -331,6 +331,9 @@ func (l *link) readLoop() error {
 
 // dialLink opens a connection of the given channel to a node's link port.
 func (n *Node) dialConn(ctx context.Context, addr string, tag byte) (net.Conn, error) {
+	if f := n.blocked.Load(); f != nil && (*f)(addr) {
+		return nil, errors.New("cluster: partitioned (test)")
+	}
 	d := net.Dialer{Timeout: dialTimeout, KeepAlive: 15 * time.Second}
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -351,7 +354,45 @@ func (n *Node) dialConn(ctx context.Context, addr string, tag byte) (net.Conn, e
 		nc.Close()
 		return nil, err
 	}
-	return nc, nil
+	return n.track(nc), nil
+}
+
+// trackedConn is a link-port connection the node can cut (tests'
+// partitions).
+type trackedConn struct {
+	net.Conn
+	n    *Node
+	once sync.Once
+}
+
+func (t *trackedConn) Close() error {
+	t.once.Do(func() {
+		t.n.connMu.Lock()
+		delete(t.n.conns, t)
+		t.n.connMu.Unlock()
+	})
+	return t.Conn.Close()
+}
+
+func (n *Node) track(nc net.Conn) net.Conn {
+	t := &trackedConn{Conn: nc, n: n}
+	n.connMu.Lock()
+	n.conns[t] = struct{}{}
+	n.connMu.Unlock()
+	return t
+}
+
+// cutAll closes every link-port connection (tests' partitions).
+func (n *Node) cutAll() {
+	n.connMu.Lock()
+	all := make([]*trackedConn, 0, len(n.conns))
+	for t := range n.conns {
+		all = append(all, t)
+	}
+	n.connMu.Unlock()
+	for _, t := range all {
+		t.Close()
+	}
 }
 
 // chanListener is a net.Listener fed with connections the link port

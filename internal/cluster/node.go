@@ -101,6 +101,13 @@ type Node struct {
 	tableMu sync.RWMutex
 	table   *RouteTable
 
+	// blocked, when set (tests), refuses link-port traffic with a peer
+	// address: a partition of links and Raft, gossip untouched
+	blocked atomic.Pointer[func(addr string) bool]
+
+	connMu sync.Mutex
+	conns  map[*trackedConn]struct{}
+
 	retMu sync.Mutex
 	clock *Clock
 	retTS map[string]proto.Timestamp // last write of each retained topic (deletes included)
@@ -142,7 +149,7 @@ func New(cfg Config) (*Node, error) {
 	inc := uint64(time.Now().UnixNano())
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeName), name: cfg.NodeName, inc: inc, tls: t,
 		links: make(map[string]*link), members: make(map[string]*member), dialing: make(map[string]bool),
-		xfers: make(map[string]*transfer), quit: make(chan struct{}),
+		xfers: make(map[string]*transfer), quit: make(chan struct{}), conns: make(map[*trackedConn]struct{}),
 		local: NewLocalRoutes(cfg.NodeName, inc), table: NewRouteTable(cfg.NodeName),
 		clock: NewClock(cfg.NodeName, 0), retTS: make(map[string]proto.Timestamp)}
 	return n, nil
@@ -249,6 +256,10 @@ func (n *Node) acceptLoop() {
 }
 
 func (n *Node) serveConn(nc net.Conn) {
+	if f := n.blocked.Load(); f != nil && (*f)("") {
+		nc.Close()
+		return
+	}
 	nc.SetDeadline(time.Now().Add(dialTimeout))
 	if n.tls != nil {
 		tc := tls.Server(nc, n.tls)
@@ -265,6 +276,7 @@ func (n *Node) serveConn(nc net.Conn) {
 		return
 	}
 	nc.SetDeadline(time.Time{})
+	nc = n.track(nc)
 	switch tag[0] {
 	case tagRaft:
 		n.raftLn.offer(nc)
@@ -385,6 +397,7 @@ func (n *Node) linkDown(l *link, err error) {
 	n.mu.Unlock()
 	if !n.closing.Load() {
 		n.log.Info("cluster: link down", "peer", l.peer, "err", err)
+		n.ensureLink(l.peer) // the dialer of the pair dials again while the peer is alive
 	}
 }
 
