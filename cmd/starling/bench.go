@@ -99,6 +99,9 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 		fs.PrintDefaults()
 	}
 	var hosts, ifaddrs []string
+	var pubHosts, subHosts []string
+	fs.Var(listFlag{&pubHosts}, "pub-h", "publishers' `hosts` (instead of -h), to measure a cluster with publishers and subscribers on different nodes")
+	fs.Var(listFlag{&subHosts}, "sub-h", "receivers' `hosts` (instead of -h)")
 	fs.Var(listFlag{&hosts}, "h", "broker `hosts`, comma-separated host[:port] or URLs (tls://, ws://); clients spread round-robin (default 127.0.0.1)")
 	port := fs.Int("p", 1883, "`port` for hosts given without one")
 	fs.Var(listFlag{&ifaddrs}, "ifaddr", "local source `addresses`, comma-separated, used round-robin (more than 64k connections to one port)")
@@ -155,14 +158,19 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	if len(hosts) == 0 {
 		hosts = []string{"127.0.0.1"}
 	}
-	for _, h := range hosts {
-		if !strings.Contains(h, "://") {
-			if _, _, err := net.SplitHostPort(h); err != nil {
-				h = net.JoinHostPort(h, strconv.Itoa(*port))
+	addrs := func(hs []string) []string {
+		var out []string
+		for _, h := range hs {
+			if !strings.Contains(h, "://") {
+				if _, _, err := net.SplitHostPort(h); err != nil {
+					h = net.JoinHostPort(h, strconv.Itoa(*port))
+				}
 			}
+			out = append(out, h)
 		}
-		c.Hosts = append(c.Hosts, h)
+		return out
 	}
+	c.Hosts, c.PubHosts, c.SubHosts = addrs(hosts), addrs(pubHosts), addrs(subHosts)
 	c.IfAddrs = ifaddrs
 	for _, a := range ifaddrs {
 		if net.ParseIP(a) == nil {

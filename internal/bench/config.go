@@ -39,6 +39,10 @@ type Config struct {
 	// Hosts are "host:port" addresses (or client URLs); clients are spread
 	// over them round-robin. Default "127.0.0.1:1883".
 	Hosts []string
+	// PubHosts and SubHosts, when set, are where publishers and receivers
+	// connect instead of Hosts (a cluster: publishers on other nodes than
+	// their subscribers).
+	PubHosts, SubHosts []string
 	// IfAddrs are local source addresses, used round-robin, so one machine
 	// can open more than 64k connections to one port.
 	IfAddrs []string

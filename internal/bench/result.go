@@ -263,6 +263,7 @@ func (res *Result) WriteSummary(w io.Writer) error {
 	if pr := res.Persist; pr != nil {
 		p("persist", "%d sessions, %d queued (published in %.2fs); reconnect %.2fs, %d present; drained in %.2fs (%s msg/s)",
 			pr.Sessions, pr.Queued, pr.PublishSeconds, pr.ReconnectSeconds, pr.SessionsPresent, pr.DrainSeconds, human(pr.DrainRate))
+		p("reconnect", "CONNECT to CONNACK p50 %.1f ms  p99 %.1f ms  max %.1f ms", pr.ConnectP50, pr.ConnectP99, pr.ConnectMax)
 	}
 	if l := res.Latency; l.Count > 0 {
 		p("latency ("+res.LatencyKind+")", "p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  (mean %s, %d samples)",

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -204,8 +205,15 @@ func Reason(err error) string {
 // dialOpts returns the options for one client; g is its global number.
 func (r *run) dialOpts(g int, id string, persistent bool, onMsg func(*packet.Publish)) client.Options {
 	c := &r.c
+	hosts := c.Hosts
+	switch {
+	case onMsg == nil && len(c.PubHosts) > 0:
+		hosts = c.PubHosts
+	case onMsg != nil && len(c.SubHosts) > 0:
+		hosts = c.SubHosts
+	}
 	o := client.Options{
-		Addr:           c.Hosts[g%len(c.Hosts)],
+		Addr:           hosts[g%len(hosts)],
 		TLS:            c.TLS,
 		Version:        c.Version,
 		ClientID:       id,
@@ -876,6 +884,12 @@ type PersistResult struct {
 	DrainRate float64 `json:"drain_ps"`
 	// SessionsPresent counts CONNACKs that said the session was kept.
 	SessionsPresent int64 `json:"sessions_present"`
+	// ConnectP50, P99 and Max are the CONNECT-to-CONNACK times of the
+	// reconnections, milliseconds: in a cluster with -move, the time for
+	// a session to move to another node with its queued messages.
+	ConnectP50 float64 `json:"reconnect_p50_ms"`
+	ConnectP99 float64 `json:"reconnect_p99_ms"`
+	ConnectMax float64 `json:"reconnect_max_ms"`
 }
 
 // runPersist subscribes persistent sessions, takes them offline, publishes
@@ -967,10 +981,16 @@ func (r *run) runPersist(ctx context.Context) (phases, error) {
 	}
 	t1 := time.Now()
 	var present atomic.Int64
+	var latMu sync.Mutex
+	lats := make([]time.Duration, 0, S)
 	r.paced(ctx, S, func(j int) {
 		o := r.dialOpts(gs[j]+shift, ids[j], true, r.onMessage(trackers[j], j, false))
 		r.attempted.Add(1)
+		cstart := time.Now()
 		cl, ack, err := client.Connect(ctx, o)
+		latMu.Lock()
+		lats = append(lats, time.Since(cstart))
+		latMu.Unlock()
 		if err != nil {
 			r.connFail.Add(1)
 			r.countErr("reconnect: " + Reason(err))
@@ -984,6 +1004,15 @@ func (r *run) runPersist(ctx context.Context) (phases, error) {
 	})
 	pr.ReconnectSeconds = time.Since(t1).Seconds()
 	pr.SessionsPresent = present.Load()
+	latMu.Lock()
+	if len(lats) > 0 {
+		slices.Sort(lats)
+		ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+		pr.ConnectP50 = ms(lats[len(lats)/2])
+		pr.ConnectP99 = ms(lats[min(len(lats)-1, len(lats)*99/100)])
+		pr.ConnectMax = ms(lats[len(lats)-1])
+	}
+	latMu.Unlock()
 	r.waitDrain(ctx, pr.Queued)
 	if last := r.lastRecv.Load(); last > t1.UnixNano() {
 		pr.DrainSeconds = time.Duration(last - t1.UnixNano()).Seconds()

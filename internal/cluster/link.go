@@ -237,12 +237,14 @@ func (l *link) writeLoop() {
 		case <-l.wake:
 		}
 		l.mu.Lock()
-		buf := l.out
-		l.out = l.spare[:0]
-		l.mu.Unlock()
-		if len(buf) == 0 {
+		if len(l.out) == 0 {
+			l.mu.Unlock()
 			continue
 		}
+		// swap buffers: queued frames go to spare while out is written
+		buf := l.out
+		l.out, l.spare = l.spare[:0], nil
+		l.mu.Unlock()
 		l.nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
 		_, err := l.nc.Write(buf)
 		if err != nil {

@@ -36,7 +36,9 @@ func applyCmd(f *fsm, index uint64, c command) applyResult {
 
 func TestFSMApply(t *testing.T) {
 	f := newFSM()
-	claim := func(i uint64, id, node string) applyResult { return applyCmd(f, i, command{op: opClaim, clientID: id, node: node}) }
+	claim := func(i uint64, id, node string) applyResult {
+		return applyCmd(f, i, command{op: opClaim, clientID: id, node: node})
+	}
 	release := func(i uint64, id, node string, e uint64) int {
 		return applyCmd(f, i, command{op: opRelease, clientID: id, node: node, epoch: e}).deleted
 	}

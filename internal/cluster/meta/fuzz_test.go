@@ -30,9 +30,10 @@ func FuzzDecodeCommand(f *testing.F) {
 }
 
 func FuzzDecodeRequest(f *testing.F) {
+	header := request{kind: reqApply, timeout: time.Second}.appendTo(nil)[:4:4] // version, kind, 1000 ms
+	f.Add(header)
 	for _, v := range commandVectors {
-		f.Add(request{kind: reqApply, timeout: time.Second}.appendTo(nil)[:3:3])
-		f.Add(append(request{kind: reqApply, timeout: time.Second}.appendTo(nil)[:3:3], v.raw...))
+		f.Add(append(header, v.raw...))
 	}
 	f.Add(request{kind: reqRemove, timeout: 250 * time.Millisecond, id: "node-1"}.appendTo(nil))
 	f.Fuzz(func(t *testing.T, raw []byte) {

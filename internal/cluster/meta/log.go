@@ -20,7 +20,6 @@ import (
 // Log keys of this package.
 const (
 	keyErr       = "err"
-	keyNode      = "node"
 	keyPeer      = "peer"
 	keyComponent = "component"
 )

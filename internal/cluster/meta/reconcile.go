@@ -206,23 +206,23 @@ func (r *Registry) applyChange(ctx context.Context, c change) error {
 		if err := r.wait(ctx, r.raft.RemoveServer(id, 0, timeout)); err != nil {
 			return err
 		}
-		r.log.Info("meta: removed dead server", keyPeer, c.id)
+		r.log.Info("registry: removed dead server", keyPeer, c.id)
 	case changePurge:
 		res, err := r.apply(ctx, command{op: opPurge, node: c.id})
 		if err != nil {
 			return err
 		}
-		r.log.Info("meta: purged sessions of dead node", keyPeer, c.id, "sessions", res.deleted)
+		r.log.Info("registry: purged sessions of dead node", keyPeer, c.id, "sessions", res.deleted)
 	case changeAddNonvoter:
 		if err := r.wait(ctx, r.raft.AddNonvoter(id, addr, 0, timeout)); err != nil {
 			return err
 		}
-		r.log.Info("meta: added nonvoter", keyPeer, c.id, "addr", c.addr)
+		r.log.Info("registry: added nonvoter", keyPeer, c.id, "addr", c.addr)
 	case changeAddVoter:
 		if err := r.wait(ctx, r.raft.AddVoter(id, addr, 0, timeout)); err != nil {
 			return err
 		}
-		r.log.Info("meta: added voter", keyPeer, c.id, "addr", c.addr)
+		r.log.Info("registry: added voter", keyPeer, c.id, "addr", c.addr)
 	}
 	return nil
 }

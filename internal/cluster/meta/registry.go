@@ -45,7 +45,8 @@ type Config struct {
 	NodeName string
 	// Addr is this node's Raft address, the one peers dial through their
 	// Layer; it is also what Leader returns and what DialRPC receives.
-	// Required.
+	// Raft is told it is the Layer's address, whatever the Layer's
+	// listener is bound to (":0", or a mux behind a proxy). Required.
 	Addr string
 	// Dir holds the Raft log and stable store (raft.db, bbolt) and the
 	// snapshots. "" keeps everything in memory: the node then has no
@@ -61,7 +62,9 @@ type Config struct {
 	// DialRPC connects to the forwarding endpoint (the RPCListener) of
 	// the node whose Raft address is addr. Required.
 	DialRPC func(ctx context.Context, addr string) (net.Conn, error)
-	// Logger receives the registry's and Raft's logs; nil discards them.
+	// Logger receives the registry's and Raft's logs (Raft's with a
+	// "component" attribute); nil discards them. It should carry the
+	// node's name if the process runs several.
 	Logger *slog.Logger
 
 	// Raft timing; zero means the Default* constants. ElectionTimeout
@@ -171,7 +174,7 @@ func Open(cfg Config) (_ *Registry, err error) {
 	r := &Registry{
 		id:       cfg.NodeName,
 		addr:     cfg.Addr,
-		log:      logger.With(keyNode, cfg.NodeName),
+		log:      logger,
 		fsm:      newFSM(),
 		rpcLn:    cfg.RPCListener,
 		pool:     newRPCPool(cfg.DialRPC),
@@ -231,7 +234,7 @@ func Open(cfg Config) (_ *Registry, err error) {
 		// error instead of a wait on bbolt's file lock.
 		r.bolt, err = raftboltdb.New(raftboltdb.Options{
 			Path:        filepath.Join(cfg.Dir, "raft.db"),
-			BoltOptions: &bbolt.Options{Timeout: 2 * time.Second},
+			BoltOptions: &bbolt.Options{Timeout: time.Second},
 		})
 		if err != nil {
 			return nil, fmt.Errorf("meta: open %s: %w", filepath.Join(cfg.Dir, "raft.db"), err)
@@ -258,7 +261,7 @@ func Open(cfg Config) (_ *Registry, err error) {
 		return nil, fmt.Errorf("meta: %w", err)
 	}
 	r.wg.Go(r.acceptRPC)
-	r.log.Debug("meta: opened", "addr", cfg.Addr, "dir", cfg.Dir, "has_state", has)
+	r.log.Debug("registry: opened", "addr", cfg.Addr, "dir", cfg.Dir, "has_state", has)
 	return r, nil
 }
 
@@ -534,7 +537,7 @@ func (r *Registry) local(ctx context.Context, q request) (applyResult, error) {
 		if err := r.wait(ctx, f); err != nil {
 			return applyResult{}, err
 		}
-		r.log.Info("meta: removed server", keyPeer, q.id)
+		r.log.Info("registry: removed server", keyPeer, q.id)
 		return applyResult{index: f.Index()}, nil
 	default:
 		return applyResult{}, fmt.Errorf("%w: request kind %d", ErrInvalid, q.kind)
@@ -605,7 +608,7 @@ func (r *Registry) acceptRPC() {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			r.log.Warn("meta: accept forwarded request", keyErr, err)
+			r.log.Warn("registry: accept forwarded request", keyErr, err)
 			t := time.NewTimer(delay)
 			select {
 			case <-t.C:
@@ -644,7 +647,7 @@ func (r *Registry) serveConn(c net.Conn) {
 		in, err = readFrame(br, in)
 		if err != nil {
 			if errors.Is(err, ErrInvalid) {
-				r.log.Warn("meta: bad frame from follower", keyPeer, c.RemoteAddr().String(), keyErr, err)
+				r.log.Warn("registry: bad frame from follower", keyPeer, c.RemoteAddr().String(), keyErr, err)
 			}
 			return
 		}
