@@ -28,10 +28,12 @@ const (
 
 // Link limits.
 const (
-	// maxLinkBuffer bounds the bytes waiting to be written to one peer;
-	// beyond it QoS 0 forwards are dropped (counted); other messages are
-	// still queued, bounded by the publishers' own windows.
-	maxLinkBuffer = 32 << 20
+	// maxLinkBuffer bounds the bytes waiting to be written to one peer:
+	// beyond it a QoS 0 publisher waits (at most linkFullWait) for the
+	// link to drain, then its message is dropped (counted); other messages
+	// are still queued, bounded by the publishers' own windows.
+	maxLinkBuffer = 8 << 20
+	linkFullWait  = time.Second
 	// linkIdle closes a link on which nothing arrived for this long (the
 	// peer pings every pingEvery): a cut link is noticed even when
 	// memberlist still sees the node through another path.
@@ -63,6 +65,7 @@ type link struct {
 	unacked []pending // forwarded messages awaiting ForwardAck, by seq
 	wake    chan struct{}
 	done    chan struct{}
+	drained chan struct{} // closed when the writer takes the buffer; nil when nobody waits
 
 	acks    chan ackItem
 	rttNano atomic.Int64
@@ -142,10 +145,28 @@ func (l *link) appendLocked(m proto.Message) bool {
 
 // forward queues one forwarded message, numbered, with w to settle on its
 // acknowledgement (nil: none needed). It reports false when the link is
-// closed or, for a message without w, its buffer is full.
+// closed or, for a message without w, its buffer stays full for
+// linkFullWait.
 func (l *link) forward(fm *proto.ForwardMessage, w *fwdWait) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if w == nil && len(l.out) > maxLinkBuffer && !l.closed {
+		// QoS 0: the publisher waits for the link, as for a slow local
+		// subscriber, instead of losing messages at once
+		if l.drained == nil {
+			l.drained = make(chan struct{})
+		}
+		ch := l.drained
+		l.mu.Unlock()
+		t := time.NewTimer(linkFullWait)
+		select {
+		case <-ch:
+		case <-t.C:
+		case <-l.done:
+		}
+		t.Stop()
+		l.mu.Lock()
+	}
 	if l.closed || (w == nil && len(l.out) > maxLinkBuffer) {
 		return false
 	}
@@ -244,6 +265,10 @@ func (l *link) writeLoop() {
 		// swap buffers: queued frames go to spare while out is written
 		buf := l.out
 		l.out, l.spare = l.spare[:0], nil
+		if l.drained != nil {
+			close(l.drained)
+			l.drained = nil
+		}
 		l.mu.Unlock()
 		l.nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
 		_, err := l.nc.Write(buf)

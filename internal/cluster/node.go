@@ -491,6 +491,12 @@ func (n *Node) receiveForward(l *link, fm *proto.ForwardMessage) {
 	}
 	_, wait := n.b.DeliverForwarded(fm.Publish, fm.PublisherID, shared)
 	if !fm.NeedsAck {
+		if wait != nil {
+			// a local subscriber is behind: the link's reader waits (at
+			// most the broker's congestion wait), so that the sending
+			// node's publishers slow down instead of messages being lost
+			wait()
+		}
 		return
 	}
 	select {

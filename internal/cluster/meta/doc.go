@@ -21,12 +21,15 @@
 //     (HCLogger, StdLogger): the only place in Starling where they live.
 //
 // What it does not own: the network. The caller builds the Raft stream
-// layer (plain TCP, TLS or a multiplexed listener), the listener for
-// forwarded requests and the dialer for them, and maps a Raft address to
-// the forwarding endpoint of the same node.
+// layer (plain TCP, TLS or a multiplexed listener; NewStreamLayer adapts
+// a listener and a dial function), the listener for forwarded requests
+// and the dialer for them, and maps a Raft address to the forwarding
+// endpoint of the same node.
 //
 // Imports: only the standard library, github.com/hashicorp/raft,
-// github.com/hashicorp/raft-boltdb/v2 and github.com/hashicorp/go-hclog
-// (which raft's API requires). It must not import any other Starling
-// package: cluster imports meta, never the reverse.
+// github.com/hashicorp/raft-boltdb/v2, and two packages those bring:
+// github.com/hashicorp/go-hclog (raft's logger interface) and
+// go.etcd.io/bbolt (only for raft-boltdb's open timeout). It must not
+// import any other Starling package: cluster imports meta, never the
+// reverse.
 package meta

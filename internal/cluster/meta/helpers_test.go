@@ -14,13 +14,11 @@ import (
 )
 
 // tcpLayer is a plain TCP raft.StreamLayer.
-type tcpLayer struct {
-	net.Listener
-}
-
-func (l tcpLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	d := net.Dialer{Timeout: timeout}
-	return d.Dial("tcp", string(addr))
+func tcpLayer(ln net.Listener) raft.StreamLayer {
+	var d net.Dialer
+	return NewStreamLayer(ln, func(ctx context.Context, addr string) (net.Conn, error) {
+		return d.DialContext(ctx, "tcp", addr)
+	})
 }
 
 func listen(t testing.TB) net.Listener {
@@ -125,10 +123,10 @@ func (c *cluster) start(name, dir, addr string, opts ...func(*Config)) *Registry
 		NodeName:    name,
 		Addr:        raftLn.Addr().String(),
 		Dir:         dir,
-		Layer:       tcpLayer{raftLn},
+		Layer:       tcpLayer(raftLn),
 		RPCListener: rpcLn,
 		DialRPC:     c.dialRPC,
-		Logger:      c.log,
+		Logger:      c.log.With("node", name),
 	}
 	for _, o := range opts {
 		o(&cfg)

@@ -55,11 +55,12 @@ var quietInfo = [...]string{
 
 // HCLogger returns an hclog.Logger, for hashicorp/raft, that logs to l
 // with hclog's levels mapped to slog's (Trace to LevelTrace). Raft's
-// routine Info messages are logged at Debug, and an error that only says a
-// connection was closed on purpose (net.ErrClosed) at Debug rather than
-// Error. The name is logged as the "component" attribute; Named appends
-// to it with a dot, as hclog does. Levels are decided by l's handler at
-// each call unless SetLevel sets a floor.
+// routine Info messages are logged at Debug, and so is a warning or error
+// that only says a connection or the transport was closed on purpose
+// (net.ErrClosed, raft.ErrTransportShutdown). The name is logged as the
+// "component" attribute; Named appends to it with a dot, as hclog does.
+// Levels are decided by l's handler at each call (so they can change at
+// run time) unless SetLevel sets a floor.
 func HCLogger(l *slog.Logger, name string) hclog.Logger {
 	return &hcLogger{l: l, name: name, floor: new(atomic.Int32)}
 }

@@ -164,15 +164,25 @@ func plan(servers []raft.Server, self Server, alive []Server, dead map[string]ti
 }
 
 // Reconcile brings the Raft configuration in line with the failure
-// detector's view (see plan for the rules): alive holds the nodes seen
-// alive (this node is counted alive whether or not it is listed), dead
-// the nodes declared dead or gone, with when. A node dead for deadTimeout
-// or longer is removed from the configuration and its entries purged.
+// detector's view: alive holds the nodes seen alive (this node counts as
+// alive whether or not it is listed), dead the nodes declared dead or
+// gone, with when. In order:
 //
-// Only the leader acts; on other nodes Reconcile returns nil at once.
-// Call it periodically and on membership events: it makes every change
-// it can and reports the failures joined; a change left undone is planned
-// again by the next call.
+//  1. A node dead for deadTimeout or longer is removed from the
+//     configuration and its entries are purged (never this node).
+//  2. Alive nodes missing from the configuration are added as
+//     nonvoters; members whose address changed get the new one.
+//  3. While fewer alive voters than VoterTarget(len(alive)) remain,
+//     alive nonvoters that were already members are promoted (so a node
+//     joins as a nonvoter and is promoted by a later call). A dead voter
+//     no longer counts, so it is replaced at once, long before it is
+//     removed.
+//
+// Voters are never demoted, the leader never removed. Only the leader
+// acts; on other nodes Reconcile returns nil at once. Call it
+// periodically and on membership events: it makes every change it can
+// and returns the failures joined; what is left undone is planned again
+// by the next call.
 func (r *Registry) Reconcile(ctx context.Context, alive []Server, dead map[string]time.Time, deadTimeout time.Duration) error {
 	if !r.IsLeader() {
 		return nil
@@ -206,23 +216,23 @@ func (r *Registry) applyChange(ctx context.Context, c change) error {
 		if err := r.wait(ctx, r.raft.RemoveServer(id, 0, timeout)); err != nil {
 			return err
 		}
-		r.log.Info("registry: removed dead server", keyPeer, c.id)
+		r.log.Info("dead raft server removed", keyPeer, c.id)
 	case changePurge:
 		res, err := r.apply(ctx, command{op: opPurge, node: c.id})
 		if err != nil {
 			return err
 		}
-		r.log.Info("registry: purged sessions of dead node", keyPeer, c.id, "sessions", res.deleted)
+		r.log.Info("sessions of dead node purged", keyPeer, c.id, "sessions", res.deleted)
 	case changeAddNonvoter:
 		if err := r.wait(ctx, r.raft.AddNonvoter(id, addr, 0, timeout)); err != nil {
 			return err
 		}
-		r.log.Info("registry: added nonvoter", keyPeer, c.id, "addr", c.addr)
+		r.log.Info("raft nonvoter added", keyPeer, c.id, "addr", c.addr)
 	case changeAddVoter:
 		if err := r.wait(ctx, r.raft.AddVoter(id, addr, 0, timeout)); err != nil {
 			return err
 		}
-		r.log.Info("registry: added voter", keyPeer, c.id, "addr", c.addr)
+		r.log.Info("raft voter added", keyPeer, c.id, "addr", c.addr)
 	}
 	return nil
 }

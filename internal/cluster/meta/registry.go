@@ -21,12 +21,13 @@ import (
 
 // Errors of the registry; test for them with errors.Is.
 var (
-	// ErrNoLeader: the write could not reach a leader before its ctx
-	// ended (no leader elected, the leader unreachable, or it could not
-	// commit in time). The write may still have been applied. Callers
-	// map it to MQTT "Server unavailable".
+	// ErrNoLeader is returned (wrapped, with ctx's error) by a write
+	// that could not get through to a leader before its ctx ended: no
+	// leader elected, the leader unreachable, or it could not commit in
+	// time. The write may still have been applied. Callers map it to
+	// MQTT "Server unavailable".
 	ErrNoLeader = errors.New("meta: no leader")
-	// ErrClosed: the registry is closed.
+	// ErrClosed is returned by a call on a closed registry.
 	ErrClosed = errors.New("meta: registry closed")
 )
 
@@ -174,7 +175,7 @@ func Open(cfg Config) (_ *Registry, err error) {
 	r := &Registry{
 		id:       cfg.NodeName,
 		addr:     cfg.Addr,
-		log:      logger,
+		log:      logger.With(keyComponent, "meta"),
 		fsm:      newFSM(),
 		rpcLn:    cfg.RPCListener,
 		pool:     newRPCPool(cfg.DialRPC),
@@ -203,7 +204,7 @@ func Open(cfg Config) (_ *Registry, err error) {
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeName)
-	rc.Logger = HCLogger(r.log, "raft")
+	rc.Logger = HCLogger(logger, "raft")
 	rc.HeartbeatTimeout = orDefault(cfg.HeartbeatTimeout, DefaultHeartbeatTimeout)
 	rc.ElectionTimeout = orDefault(cfg.ElectionTimeout, DefaultElectionTimeout)
 	rc.LeaderLeaseTimeout = orDefault(cfg.LeaderLeaseTimeout, DefaultLeaderLeaseTimeout)
@@ -244,7 +245,7 @@ func Open(cfg Config) (_ *Registry, err error) {
 			return nil, fmt.Errorf("meta: %w", err)
 		}
 		logs, stable = cached, r.bolt
-		snaps, err = raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, HCLogger(r.log, "raft-snapshot"))
+		snaps, err = raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, HCLogger(logger, "raft-snapshot"))
 		if err != nil {
 			return nil, fmt.Errorf("meta: %w", err)
 		}
@@ -255,13 +256,13 @@ func Open(cfg Config) (_ *Registry, err error) {
 	}
 	r.hasState.Store(has)
 
-	r.trans = raft.NewNetworkTransportWithLogger(r.layer, 3, 5*time.Second, HCLogger(r.log, "raft-net"))
+	r.trans = raft.NewNetworkTransportWithLogger(r.layer, 3, 5*time.Second, HCLogger(logger, "raft-net"))
 	r.raft, err = raft.NewRaft(rc, r.fsm, logs, stable, snaps, r.trans)
 	if err != nil {
 		return nil, fmt.Errorf("meta: %w", err)
 	}
 	r.wg.Go(r.acceptRPC)
-	r.log.Debug("registry: opened", "addr", cfg.Addr, "dir", cfg.Dir, "has_state", has)
+	r.log.Debug("session registry opened", "addr", cfg.Addr, "dir", cfg.Dir, "has_state", has)
 	return r, nil
 }
 
@@ -458,11 +459,12 @@ func (r *Registry) Leave(ctx context.Context) error {
 	return nil
 }
 
-// errIsLeader: this node is asked to remove itself while it is the
-// leader (a leadership transfer has not completed yet); retried.
+// errIsLeader is the (retried) error of a request to remove this node
+// while it is the leader: a leadership transfer has not completed yet.
 var errIsLeader = errors.New("meta: this node is still the leader")
 
-// errNoLeaderKnown: no leader is known at the moment; retried.
+// errNoLeaderKnown is the (retried) error of a write while no leader is
+// known.
 var errNoLeaderKnown = errors.New("meta: no leader known")
 
 // write applies q on the leader, here or through forwarding, retrying
@@ -493,7 +495,7 @@ func (r *Registry) write(ctx context.Context, q request) (applyResult, error) {
 
 // retryable reports whether a failed write may be tried again.
 func retryable(err error) bool {
-	return !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrClosed) && !errors.Is(err, errRemote)
+	return !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrClosed)
 }
 
 // try makes one attempt at q.
@@ -519,8 +521,8 @@ func (r *Registry) try(ctx context.Context, q request) (applyResult, error) {
 		return resp.res, nil
 	case statusRetry:
 		return applyResult{}, fmt.Errorf("meta: leader %s: %s", id, resp.msg)
-	default:
-		return applyResult{}, fmt.Errorf("%w: %s", errRemote, resp.msg)
+	default: // statusFailed: the leader found the request invalid
+		return applyResult{}, fmt.Errorf("%w (leader %s): %s", ErrInvalid, id, resp.msg)
 	}
 }
 
@@ -537,7 +539,7 @@ func (r *Registry) local(ctx context.Context, q request) (applyResult, error) {
 		if err := r.wait(ctx, f); err != nil {
 			return applyResult{}, err
 		}
-		r.log.Info("registry: removed server", keyPeer, q.id)
+		r.log.Info("raft server removed on leave", keyPeer, q.id)
 		return applyResult{index: f.Index()}, nil
 	default:
 		return applyResult{}, fmt.Errorf("%w: request kind %d", ErrInvalid, q.kind)
@@ -608,7 +610,7 @@ func (r *Registry) acceptRPC() {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			r.log.Warn("registry: accept forwarded request", keyErr, err)
+			r.log.Warn("cannot accept forwarded request", keyErr, err)
 			t := time.NewTimer(delay)
 			select {
 			case <-t.C:
@@ -647,7 +649,7 @@ func (r *Registry) serveConn(c net.Conn) {
 		in, err = readFrame(br, in)
 		if err != nil {
 			if errors.Is(err, ErrInvalid) {
-				r.log.Warn("registry: bad frame from follower", keyPeer, c.RemoteAddr().String(), keyErr, err)
+				r.log.Warn("bad frame from follower", keyPeer, c.RemoteAddr().String(), keyErr, err)
 			}
 			return
 		}

@@ -489,7 +489,7 @@ func TestRestartFromDisk(t *testing.T) {
 	// A second registry on the same dir fails instead of hanging.
 	start := time.Now()
 	ln := listen(t)
-	_, err = Open(Config{NodeName: "z", Addr: ln.Addr().String(), Dir: dir, Layer: tcpLayer{ln}, RPCListener: listen(t),
+	_, err = Open(Config{NodeName: "z", Addr: ln.Addr().String(), Dir: dir, Layer: tcpLayer(ln), RPCListener: listen(t),
 		DialRPC: c.dialRPC})
 	if err == nil || time.Since(start) > 10*time.Second {
 		t.Fatalf("second Open on one dir: %v after %v", err, time.Since(start))
@@ -545,7 +545,7 @@ func TestSnapshotInstall(t *testing.T) {
 func TestOpenAndClose(t *testing.T) {
 	t.Parallel()
 	ln, rpcLn := listen(t), listen(t)
-	_, err := Open(Config{Layer: tcpLayer{ln}, RPCListener: rpcLn})
+	_, err := Open(Config{Layer: tcpLayer(ln), RPCListener: rpcLn})
 	if err == nil {
 		t.Fatal("Open with no name, address or dialer")
 	}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -34,7 +33,8 @@ import (
 //	statusRetry, statusFailed: message str
 //
 // statusRetry means "not applied, try again, maybe elsewhere" (not the
-// leader, leadership lost, shutting down); statusFailed is final.
+// leader, leadership lost, shutting down); statusFailed means the request
+// is invalid (ErrInvalid), which is final.
 const (
 	rpcVersion byte = 1
 
@@ -349,6 +349,3 @@ func (p *rpcPool) call(ctx context.Context, addr string, q request) (response, e
 	p.put(rc)
 	return resp, nil
 }
-
-// errRemote wraps a final error reported by the leader.
-var errRemote = errors.New("meta: leader refused")
