@@ -9,16 +9,18 @@
 # queued messages each (persist -move). Runs are interleaved, 3 passes,
 # medians printed by the caller from the JSON lines in $OUT.
 #
-#   bench/cluster.sh [-passes N] [-duration 10s]
+#   bench/cluster.sh [-passes N] [-duration 10s] [-only fanin]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PASSES=3
 DUR=10s
+ONLY=
 while [ $# -gt 0 ]; do
   case "$1" in
     -passes) PASSES=$2; shift 2 ;;
     -duration) DUR=$2; shift 2 ;;
-    *) echo "usage: $0 [-passes N] [-duration D]" >&2; exit 2 ;;
+    -only) ONLY=$2; shift 2 ;;
+    *) echo "usage: $0 [-passes N] [-duration D] [-only SUBSTRING]" >&2; exit 2 ;;
   esac
 done
 BIN=$(mktemp -d)/starling
@@ -61,6 +63,7 @@ H1=127.0.0.1:${MQTT[1]}; H2=127.0.0.1:${MQTT[2]}; H3=127.0.0.1:${MQTT[3]}; HS=12
 
 run() { # name args...
   local name=$1; shift
+  case "$name" in *"$ONLY"*) ;; *) return 0 ;; esac
   echo "== $name" >&2
   "$BIN" bench "$@" -json | sed "s/^/{\"run\":\"$name\",\"r\":/; s/\$/}/" >> "$OUT"
 }
@@ -72,6 +75,8 @@ for pass in $(seq 1 "$PASSES"); do
   done
   run single-p2p-latency p2p -pubs 50 -subs 50 -q 1 -rate 2000 -duration "$DUR" -h "$HS"
   run cluster-p2p-latency p2p -pubs 50 -subs 50 -q 1 -rate 2000 -duration "$DUR" -sub-h "$H1" -pub-h "$H2,$H3"
-  run cluster-session-move persist -pubs 10 -subs 20 -count 1000 -q 1 -h "$H1,$H2,$H3" -move
+  # one session moving at a time (-i 100 ms between reconnections), then 20 at once
+  run cluster-session-move persist -pubs 10 -subs 20 -count 1000 -q 1 -h "$H1,$H2,$H3" -move -i 100
+  run cluster-session-move-burst persist -pubs 10 -subs 20 -count 1000 -q 1 -h "$H1,$H2,$H3" -move
 done
 echo "results in $OUT" >&2

@@ -182,12 +182,16 @@ func (b *Broker) Handover(clientID string) (state *SessionState, done func(ok bo
 		delete(b.sessions, clientID)
 		delete(b.offline, s)
 		s.mu.Lock()
-		state = s.stateLocked()
-		s.gone = true
+		s.gone = true // nothing is delivered to it from now on
 		s.mu.Unlock()
 		b.mu.Unlock()
 		break
 	}
+	// out of the broker, gone: its state can no longer change, and
+	// copying it does not hold up other clients
+	s.mu.Lock()
+	state = s.stateLocked()
+	s.mu.Unlock()
 	b.dropSession(s)
 	return state, func(ok bool) {
 		if !ok {

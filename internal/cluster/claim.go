@@ -144,21 +144,24 @@ func (n *Node) receiveTransfer(l *link, m *proto.SessionTransfer) {
 	}
 	delete(n.xfers, m.ClientID)
 	n.mu.Unlock()
-	code := packet.Success
-	st := sessionFromParts(m.ClientID, x.parts)
-	if st != nil {
-		if err := n.b.Install(st); err != nil {
-			n.log.Error("cluster: handed-over session not installed", "client_id", m.ClientID, "err", err)
-			code = packet.UnspecifiedError
-			x.err = err
+	// installed off the link's reader, which serves every other session
+	n.goroutine(func() {
+		code := packet.Success
+		st := sessionFromParts(m.ClientID, x.parts)
+		if st != nil {
+			if err := n.b.Install(st); err != nil {
+				n.log.Error("cluster: handed-over session not installed", "client_id", m.ClientID, "err", err)
+				code = packet.UnspecifiedError
+				x.err = err
+			}
 		}
-	}
-	l.send(&proto.SessionTransferAck{ClientID: m.ClientID, Epoch: m.Epoch, Code: code})
-	select {
-	case <-x.done:
-	default:
-		close(x.done)
-	}
+		l.send(&proto.SessionTransferAck{ClientID: m.ClientID, Epoch: m.Epoch, Code: code})
+		select {
+		case <-x.done:
+		default:
+			close(x.done)
+		}
+	})
 }
 
 // acks waiting for the transfers this node sends, by client id and epoch.

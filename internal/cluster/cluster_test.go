@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -494,5 +495,51 @@ func TestNetsplit(t *testing.T) {
 					"%s has %d retained, want 2", tn.n.Name(), tn.b.Stats().Retained)
 			}
 		})
+	}
+}
+
+// TestManySessionsMove moves 20 persistent sessions with 1,000 queued
+// messages each at once, and checks every message arrives; it logs the
+// CONNECT-to-CONNACK times (the move), which bench/cluster.sh measures on
+// real processes.
+func TestManySessionsMove(t *testing.T) {
+	nodes := startCluster(t, 3, clusterOpts{})
+	const S, N = 20, 1000
+	for i := range S {
+		c, _ := connect(t, nodes[0].mqtt, "mover"+strconv.Itoa(i), packet.V311, false, 0, nil)
+		subscribe(t, c, "mv/"+strconv.Itoa(i), 1)
+		c.Close()
+	}
+	waitRoutes(t, nodes[1], S)
+	pub, _ := connect(t, nodes[1].mqtt, "pub", packet.V5, true, 0, nil)
+	var wg sync.WaitGroup
+	for i := range S {
+		for j := range N {
+			wg.Add(1)
+			if err := pub.PublishAsync(&packet.Publish{Topic: "mv/" + strconv.Itoa(i), Payload: []byte(strconv.Itoa(j)), QoS: 1},
+				func(packet.ReasonCode, error) { wg.Done() }); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	wg.Wait()
+	ibs := make([]inbox, S)
+	lats := make([]time.Duration, S)
+	var cw sync.WaitGroup
+	for i := range S {
+		cw.Go(func() {
+			start := time.Now()
+			_, ack := connect(t, nodes[2].mqtt, "mover"+strconv.Itoa(i), packet.V311, false, 0, &ibs[i])
+			lats[i] = time.Since(start)
+			if !ack.SessionPresent {
+				t.Errorf("session %d not present", i)
+			}
+		})
+	}
+	cw.Wait()
+	slices.Sort(lats)
+	t.Logf("%d sessions with %d queued each moved: CONNACK p50 %v, max %v", S, N, lats[S/2], lats[S-1])
+	for i := range S {
+		testutil.Eventually(t, 20*time.Second, func() bool { return ibs[i].len() >= N }, "session %d got %d of %d", i, ibs[i].len(), N)
 	}
 }

@@ -200,7 +200,7 @@ func (n *Node) Start(b *broker.Broker) error {
 		DialRPC: func(ctx context.Context, addr string) (net.Conn, error) {
 			return n.dialConn(ctx, addr, tagMeta)
 		},
-		Logger: n.cfg.Logger,
+		Logger: n.log,
 	})
 	if err != nil {
 		n.closeListeners()
