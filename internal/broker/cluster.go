@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/starlingmq/starling/internal/packet"
@@ -74,6 +75,10 @@ type SessionState struct {
 	IncomingQoS2  []uint16
 }
 
+// ephemeralPool holds the messages forwarded ones are routed as; a session
+// that keeps one gets a copy (routeAsync with ephemeral set).
+var ephemeralPool = sync.Pool{New: func() any { return new(session.Message) }}
+
 // ErrDraining refuses work while the broker hands its sessions over.
 var ErrDraining = errors.New("broker: draining")
 
@@ -89,9 +94,11 @@ const claimTimeout = 5 * time.Second
 // requires.
 func (b *Broker) DeliverForwarded(p *packet.Publish, publisherID string, shared []SharedMatch) (n int, wait func() error) {
 	now := time.Now()
-	var m session.Message
-	fillMessage(&m, p, publisherID, now)
-	n, done := b.routeAsync(&m, nil, now, true, inbound{remote: true, publisherID: publisherID, shared: shared})
+	m := ephemeralPool.Get().(*session.Message)
+	fillMessage(m, p, publisherID, now)
+	n, done := b.routeAsync(m, nil, now, true, inbound{remote: true, publisherID: publisherID, shared: shared})
+	*m = session.Message{}
+	ephemeralPool.Put(m)
 	if done == nil {
 		return n, nil
 	}

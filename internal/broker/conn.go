@@ -839,9 +839,9 @@ func (c *conn) flushLoop() {
 			return
 		}
 		c.outMu.Lock()
-		if cap(*buf) > maxKeptWriteBuf {
-			*buf = make([]byte, 0, 4096)
-		}
+		// a busy connection keeps its grown buffer while its flusher
+		// runs (no regrowing for every batch); releaseLocked lets a big
+		// one go when it falls idle
 		c.spare = buf
 		c.outMu.Unlock()
 	}
@@ -866,11 +866,11 @@ func (c *conn) caughtUpLocked() {
 func (c *conn) releaseLocked() {
 	c.caughtUpLocked()
 	if c.out != nil && len(*c.out) == 0 {
-		writeBufPool.Put(c.out)
+		putWriteBuf(c.out)
 		c.out = nil
 	}
 	if c.spare != nil {
-		writeBufPool.Put(c.spare)
+		putWriteBuf(c.spare)
 		c.spare = nil
 	}
 	if c.closing && c.out != nil {

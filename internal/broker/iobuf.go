@@ -80,3 +80,12 @@ func (l *idleReader) Read(p []byte) (int, error) {
 	l.release()
 	return n, nil
 }
+
+// putWriteBuf returns a write buffer to the pool, unless it grew beyond
+// maxKeptWriteBuf: then it is left to the garbage collector, so that idle
+// connections do not pin megabytes.
+func putWriteBuf(b *[]byte) {
+	if cap(*b) <= maxKeptWriteBuf {
+		writeBufPool.Put(b)
+	}
+}

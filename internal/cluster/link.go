@@ -66,6 +66,7 @@ type link struct {
 	wake    chan struct{}
 	done    chan struct{}
 	drained chan struct{} // closed when the writer takes the buffer; nil when nobody waits
+	one     [1]proto.ForwardMessage
 
 	acks    chan ackItem
 	rttNano atomic.Int64
@@ -173,9 +174,18 @@ func (l *link) forward(fm *proto.ForwardMessage, w *fwdWait) bool {
 	l.seq++
 	fm.Seq = l.seq
 	fm.NeedsAck = w != nil
-	f := proto.Forward{Messages: []proto.ForwardMessage{*fm}}
-	if !l.appendLocked(&f) {
+	l.one[0] = *fm
+	f := proto.Forward{Messages: l.one[:]}
+	out, err := f.AppendTo(l.out)
+	l.one[0] = proto.ForwardMessage{}
+	if err != nil {
+		l.n.log.Error("cluster: forwarded message not encoded", "peer", l.peer, "err", err)
 		return false
+	}
+	l.out = out
+	select {
+	case l.wake <- struct{}{}:
+	default:
 	}
 	if w != nil {
 		l.unacked = append(l.unacked, pending{seq: l.seq, w: w})
@@ -222,8 +232,12 @@ func (l *link) close() {
 	close(l.done)
 	l.mu.Unlock()
 	l.nc.Close()
+	// what the peer had not acknowledged is lost for it, as what is
+	// forwarded while no link is up (README, "Limits"): counted, and the
+	// publisher, whose message reached every other node, is not failed
+	l.n.dropped.Add(uint64(len(un)))
 	for _, p := range un {
-		p.w.settle(fmt.Errorf("%w (%s)", errLinkDown, l.peer))
+		p.w.settle(nil)
 	}
 }
 
@@ -276,7 +290,7 @@ func (l *link) writeLoop() {
 			l.close()
 			return
 		}
-		if cap(buf) > 1<<20 {
+		if cap(buf) > 2*maxLinkBuffer {
 			buf = nil
 		}
 		l.mu.Lock()
@@ -328,8 +342,15 @@ func (l *link) ackLoop() {
 func (l *link) readLoop() error {
 	br := bufio.NewReaderSize(l.nc, 64<<10)
 	var buf []byte
-	for {
-		l.nc.SetReadDeadline(time.Now().Add(linkIdle + time.Second))
+	var fd proto.ForwardDecoder
+	for frames := 0; ; frames++ {
+		if br.Buffered() == 0 || frames%256 == 0 {
+			// about to wait for the network (or every 256 frames): the
+			// clock is read here, not for every frame of a busy link
+			now := time.Now()
+			l.lastIn.Store(now.UnixNano())
+			l.nc.SetReadDeadline(now.Add(linkIdle + time.Second))
+		}
 		frame, err := proto.ReadFrame(br, buf, 0)
 		if err != nil {
 			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
@@ -337,10 +358,19 @@ func (l *link) readLoop() error {
 			}
 			return err
 		}
-		l.lastIn.Store(time.Now().UnixNano())
 		if len(frame) > proto.HeaderLen {
 			switch proto.Type(frame[proto.HeaderLen]) {
-			case proto.TypeForward, proto.TypeForwardAck, proto.TypePing, proto.TypePong, proto.TypeRouteDelta:
+			case proto.TypeForward:
+				buf = frame
+				f, err := fd.Decode(frame)
+				if err != nil {
+					return err
+				}
+				for i := range f.Messages {
+					l.n.receiveForward(l, &f.Messages[i])
+				}
+				continue
+			case proto.TypeForwardAck, proto.TypePing, proto.TypePong, proto.TypeRouteDelta:
 				buf = frame // decoded messages are not kept past handling
 			default:
 				frame = bytes.Clone(frame)

@@ -610,7 +610,10 @@ func (n *Node) Forward(msg *session.Message, publisherID string, shared []broker
 	if len(targets) == 0 {
 		return 0, nil
 	}
-	now := time.Now()
+	var now time.Time
+	if !msg.ExpiresAt.IsZero() {
+		now = time.Now()
+	}
 	p := publishOf(msg, now)
 	var w *fwdWait
 	if msg.QoS > 0 {

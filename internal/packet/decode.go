@@ -232,6 +232,52 @@ func Decode(buf []byte, v Version) (Packet, int, error) {
 	return p, total, err
 }
 
+// DecodePublishInto decodes the PUBLISH at the start of buf into p,
+// overwriting it, and returns the packet's length. Nothing is allocated
+// for a topic name equal to *lastTopic (when lastTopic is not nil): that
+// string is reused, and a new topic is stored there. The payload and
+// binary properties alias buf. Errors are those of Decode; a packet of
+// another type is MalformedPacket.
+func DecodePublishInto(buf []byte, v Version, p *Publish, lastTopic *string) (int, error) {
+	if len(buf) == 0 {
+		return 0, fmt.Errorf("packet: empty buffer: %w", io.ErrUnexpectedEOF)
+	}
+	first := buf[0]
+	if Type(first>>4) != PUBLISH {
+		return 0, fmt.Errorf("packet: %s where a PUBLISH belongs: %w", Type(first>>4), MalformedPacket)
+	}
+	if err := checkFirst(first, v); err != nil {
+		return 0, err
+	}
+	remaining, size := 0, 0
+	for i := 0; size == 0; i++ {
+		if 1+i >= len(buf) {
+			return 0, fmt.Errorf("packet: PUBLISH: incomplete remaining length: %w", io.ErrUnexpectedEOF)
+		}
+		var done bool
+		var err error
+		if remaining, done, err = addVarintByte(remaining, i, buf[1+i]); err != nil {
+			return 0, fmt.Errorf("packet: PUBLISH: remaining length: %w", err)
+		}
+		if done {
+			size = i + 2
+		}
+	}
+	total := size + remaining
+	if len(buf) < total {
+		return 0, fmt.Errorf("packet: PUBLISH needs %d bytes, have %d: %w", total, len(buf), io.ErrUnexpectedEOF)
+	}
+	d := decoder{b: buf[size:total:total]}
+	d.publishInto(p, first, v, lastTopic)
+	if d.err == nil && len(d.b) > 0 {
+		d.fail(malformed("bytes after the PUBLISH payload"))
+	}
+	if d.err != nil {
+		return 0, fmt.Errorf("packet: PUBLISH: %w", d.err)
+	}
+	return total, nil
+}
+
 // addVarintByte adds byte i (from 0) of a variable byte integer to n. The
 // encoding may use at most four bytes and must be minimal [MQTT-1.5.5-1].
 func addVarintByte(n, i int, b byte) (int, bool, error) {

@@ -21,16 +21,17 @@ import (
 )
 
 // A cluster of starling processes on loopback ports, each with its own
-// configuration file and temp dir, all joining the first node's gossip
-// port.
+// configuration file and temp dir, each joining the nodes started before
+// it. The names here are prefixed (cluster..., node...) to stay clear of
+// the helpers of the other test files.
 
 // Port indexes of a cluster node (brokerSpec.Ports).
 const (
-	portMQTT   = iota // plain MQTT listener, for direct clients
-	portGossip        // cluster_listen (memberlist, TCP and UDP)
-	portLink          // cluster_link_listen (node links, Raft, registry)
-	portAdmin         // admin_listen (HTTP)
-	portProxy         // a second MQTT listener with proxy_protocol true (clusterOpts.ProxyListener)
+	nodePortMQTT   = iota // plain MQTT listener, for direct clients
+	nodePortGossip        // cluster_listen (memberlist, TCP and UDP)
+	nodePortLink          // cluster_link_listen (node links, Raft, registry)
+	nodePortAdmin         // admin_listen (HTTP)
+	nodePortProxy         // a second MQTT listener with proxy_protocol true (clusterOpts.ProxyListener)
 )
 
 // clusterOpts describes the nodes of a test cluster.
@@ -38,7 +39,7 @@ type clusterOpts struct {
 	// Expect is cluster_expect (default: the number of nodes started).
 	Expect int
 	// ProxyListener adds a listener with proxy_protocol true (port
-	// portProxy) for clients that come through HAProxy.
+	// nodePortProxy) for clients that come through HAProxy.
 	ProxyListener bool
 	// DeadNodeTimeout is cluster_dead_node_timeout (default 5s).
 	DeadNodeTimeout string
@@ -54,13 +55,15 @@ type clusterNode struct {
 }
 
 // GossipAddr is the node's cluster_listen address.
-func (n *clusterNode) GossipAddr() string { return "127.0.0.1:" + strconv.Itoa(n.Ports[portGossip]) }
+func (n *clusterNode) GossipAddr() string {
+	return "127.0.0.1:" + strconv.Itoa(n.Ports[nodePortGossip])
+}
 
 // AdminAddr is the node's admin_listen address.
-func (n *clusterNode) AdminAddr() string { return "127.0.0.1:" + strconv.Itoa(n.Ports[portAdmin]) }
+func (n *clusterNode) AdminAddr() string { return "127.0.0.1:" + strconv.Itoa(n.Ports[nodePortAdmin]) }
 
 // ProxyAddr is the node's proxy_protocol listener.
-func (n *clusterNode) ProxyAddr() string { return "127.0.0.1:" + strconv.Itoa(n.Ports[portProxy]) }
+func (n *clusterNode) ProxyAddr() string { return "127.0.0.1:" + strconv.Itoa(n.Ports[nodePortProxy]) }
 
 // testCluster is a set of nodes started by one test.
 type testCluster struct {
@@ -120,21 +123,23 @@ func (c *testCluster) addNode() *clusterNode {
 	}
 	spec := brokerSpec{Ports: nports, Config: func(p []int) string {
 		var b strings.Builder
-		fmt.Fprintf(&b, "allow_anonymous true\nlistener %d 127.0.0.1\n", p[portMQTT])
+		fmt.Fprintf(&b, "allow_anonymous true\nlistener %d 127.0.0.1\n", p[nodePortMQTT])
 		if c.opts.ProxyListener {
-			fmt.Fprintf(&b, "\nlistener %d 127.0.0.1\nproxy_protocol true\n\n", p[portProxy])
+			fmt.Fprintf(&b, "\nlistener %d 127.0.0.1\nproxy_protocol true\n\n", p[nodePortProxy])
 		}
 		fmt.Fprintf(&b, "node_name %s\n", name)
-		fmt.Fprintf(&b, "cluster_listen 127.0.0.1:%d\n", p[portGossip])
-		fmt.Fprintf(&b, "cluster_link_listen 127.0.0.1:%d\n", p[portLink])
+		fmt.Fprintf(&b, "cluster_listen 127.0.0.1:%d\n", p[nodePortGossip])
+		fmt.Fprintf(&b, "cluster_link_listen 127.0.0.1:%d\n", p[nodePortLink])
 		if join != "" {
 			fmt.Fprintf(&b, "cluster_join %s\n", join)
 		}
 		fmt.Fprintf(&b, "cluster_expect %d\n", c.opts.Expect)
+		// One secret per test: nodes of tests running side by side never
+		// merge, even if one reuses a port another test just freed.
 		fmt.Fprintf(&b, "cluster_secret s3cret-%s\n", c.t.Name())
 		fmt.Fprintf(&b, "cluster_dead_node_timeout %s\n", c.opts.DeadNodeTimeout)
 		b.WriteString("allow_register_during_netsplit false\n")
-		fmt.Fprintf(&b, "admin_listen 127.0.0.1:%d\n", p[portAdmin])
+		fmt.Fprintf(&b, "admin_listen 127.0.0.1:%d\n", p[nodePortAdmin])
 		if c.opts.Extra != nil {
 			for _, l := range c.opts.Extra(name, p) {
 				b.WriteString(l + "\n")
@@ -180,10 +185,10 @@ func (c *testCluster) stopAll() {
 
 // clusterStatus is the admin API's GET /api/v1/cluster/status.
 type clusterStatus struct {
-	Node      string         `json:"node"`
-	Serving   bool           `json:"serving"`
-	Clustered bool           `json:"clustered"`
-	Members   []memberStatus `json:"members"`
+	Node      string                `json:"node"`
+	Serving   bool                  `json:"serving"`
+	Clustered bool                  `json:"clustered"`
+	Members   []clusterMemberStatus `json:"members"`
 	Registry  struct {
 		State     string   `json:"state"`
 		Leader    string   `json:"leader"`
@@ -198,7 +203,7 @@ type clusterStatus struct {
 	Sessions int `json:"sessions"`
 }
 
-type memberStatus struct {
+type clusterMemberStatus struct {
 	Name   string    `json:"name"`
 	Addr   string    `json:"addr"`
 	State  string    `json:"state"`
@@ -210,13 +215,13 @@ type memberStatus struct {
 }
 
 // member returns the node's view of the member called name.
-func (s *clusterStatus) member(name string) (memberStatus, bool) {
+func (s *clusterStatus) member(name string) (clusterMemberStatus, bool) {
 	for _, m := range s.Members {
 		if m.Name == name {
 			return m, true
 		}
 	}
-	return memberStatus{}, false
+	return clusterMemberStatus{}, false
 }
 
 // inRegistry reports whether name is a voter or non-voter of the registry.
@@ -224,13 +229,13 @@ func (s *clusterStatus) inRegistry(name string) bool {
 	return slices.Contains(s.Registry.Voters, name) || slices.Contains(s.Registry.NonVoters, name)
 }
 
-// adminHTTP has no keep-alives: idle connections would outlive the
+// clusterAdminHTTP has no keep-alives: idle connections would outlive the
 // tests (goleak) and the nodes.
-var adminHTTP = &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+var clusterAdminHTTP = &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 
 // health returns the HTTP status of GET /health (0 if unreachable).
 func (n *clusterNode) health() int {
-	resp, err := adminHTTP.Get("http://" + n.AdminAddr() + "/health")
+	resp, err := clusterAdminHTTP.Get("http://" + n.AdminAddr() + "/health")
 	if err != nil {
 		return 0
 	}
@@ -241,7 +246,7 @@ func (n *clusterNode) health() int {
 
 // status fetches the node's cluster status.
 func (n *clusterNode) status() (*clusterStatus, error) {
-	resp, err := adminHTTP.Get("http://" + n.AdminAddr() + "/api/v1/cluster/status")
+	resp, err := clusterAdminHTTP.Get("http://" + n.AdminAddr() + "/api/v1/cluster/status")
 	if err != nil {
 		return nil, err
 	}
@@ -270,10 +275,10 @@ func (n *clusterNode) mustStatus(t testing.TB) *clusterStatus {
 	return st
 }
 
-// formed reports why the cluster of nodes has not formed yet, or "" if it
-// has: every node answers /health with 200 and sees every other one
+// clusterFormedProblem says why nodes have not formed a cluster yet, or "" once
+// they have: every node answers /health with 200 and sees every other one
 // alive with its link up, and a registry leader.
-func formedProblem(nodes []*clusterNode) string {
+func clusterFormedProblem(nodes []*clusterNode) string {
 	for _, n := range nodes {
 		if n.Exited() {
 			return n.Name + " exited"
@@ -301,18 +306,24 @@ func formedProblem(nodes []*clusterNode) string {
 	return ""
 }
 
-// waitFormed waits until nodes form a cluster (see formedProblem).
+// waitFormed waits until nodes form a cluster (see clusterFormedProblem).
 func (c *testCluster) waitFormed(d time.Duration, nodes ...*clusterNode) {
 	c.t.Helper()
 	var why string
 	eventually(c.t, d, func() bool {
-		why = formedProblem(nodes)
+		why = clusterFormedProblem(nodes)
 		return why == ""
-	}, "cluster formed (last problem: %s)", lazy(func() string { return why }))
+	}, "cluster formed (last problem: %s)", lazyText(func() string { return why }))
 }
 
-// waitRoutes waits until n knows at least min remote routes.
-func waitRoutes(t *testing.T, n *clusterNode, min int) {
+// routes returns how many remote routes n knows.
+func (n *clusterNode) routes(t *testing.T) int {
+	t.Helper()
+	return n.mustStatus(t).Routes
+}
+
+// waitClusterRoutes waits until n knows at least min remote routes.
+func waitClusterRoutes(t *testing.T, n *clusterNode, min int) {
 	t.Helper()
 	last := -1
 	eventually(t, 10*time.Second, func() bool {
@@ -322,18 +333,18 @@ func waitRoutes(t *testing.T, n *clusterNode, min int) {
 		}
 		last = st.Routes
 		return st.Routes >= min
-	}, "%s knows %d remote routes (last seen %s)", n.Name, min, lazy(func() string { return strconv.Itoa(last) }))
+	}, "%s knows %d remote routes (last seen %s)", n.Name, min, lazyText(func() string { return strconv.Itoa(last) }))
 }
 
-// lazy is a message argument of eventually computed when it fails.
-type lazy func() string
+// lazyText is a message argument of eventually computed when it fails.
+type lazyText func() string
 
-func (l lazy) String() string { return l() }
+func (l lazyText) String() string { return l() }
 
 // --- MQTT clients for cluster tests ---
 
 // v5 connects an MQTT 5 client to a node's direct listener.
-func v5(t *testing.T, n *clusterNode, id string, expiry uint32, cleanStart bool) *v5Client {
+func nodeV5(t *testing.T, n *clusterNode, id string, expiry uint32, cleanStart bool) *v5Client {
 	t.Helper()
 	cp := &paho.Connect{ClientID: id, CleanStart: cleanStart}
 	if expiry > 0 {
@@ -342,21 +353,24 @@ func v5(t *testing.T, n *clusterNode, id string, expiry uint32, cleanStart bool)
 	return dialV5(t, n.Addr(), cp, nil)
 }
 
-// v3Conn is a paho.mqtt.golang client connected without failing the test
+// clusterV3Conn is a paho.mqtt.golang client connected without failing the test
 // from the calling goroutine.
-type v3Conn struct {
+type clusterV3Conn struct {
 	mqtt.Client
 	ID             string
 	SessionPresent bool
-	Local          string // the client's own address of its TCP connection
-	lost           chan error
+	Local          string     // the client's own address of its TCP connection
+	lost           chan error // the connection-lost handler's error
 }
 
-// v3Dial connects an MQTT 3.1.1 client to server (tcp://host:port) that
+// Lost receives the error with which the connection was lost, if it was.
+func (c *clusterV3Conn) Lost() <-chan error { return c.lost }
+
+// clusterDialV3 connects an MQTT 3.1.1 client to server (tcp://host:port) that
 // passes the messages it receives to onMessage; it is safe from any
 // goroutine. The caller must Disconnect it.
-func v3Dial(server, id string, clean bool, onMessage mqtt.MessageHandler) (*v3Conn, error) {
-	c := &v3Conn{ID: id, lost: make(chan error, 1)}
+func clusterDialV3(server, id string, clean bool, onMessage mqtt.MessageHandler) (*clusterV3Conn, error) {
+	c := &clusterV3Conn{ID: id, lost: make(chan error, 1)}
 	o := mqtt.NewClientOptions().
 		AddBroker(server).
 		SetClientID(id).
@@ -394,15 +408,15 @@ func v3Dial(server, id string, clean bool, onMessage mqtt.MessageHandler) (*v3Co
 	return c, nil
 }
 
-// tokenErr waits for tok and returns its error.
-func tokenErr(tok mqtt.Token, d time.Duration) error {
+// clusterTokenErr waits for tok and returns its error.
+func clusterTokenErr(tok mqtt.Token, d time.Duration) error {
 	if !tok.WaitTimeout(d) {
 		return fmt.Errorf("no answer within %v", d)
 	}
 	return tok.Error()
 }
 
-// ctx10 is a context for one MQTT exchange.
-func ctx10() (context.Context, context.CancelFunc) {
+// clusterCtx is a context for one MQTT exchange.
+func clusterCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), 10*time.Second)
 }

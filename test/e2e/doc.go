@@ -15,6 +15,7 @@
 //	STARLING_E2E_BIN=PATH        test this binary instead of building one
 //	STARLING_E2E_RACE=1          build the binary with -race
 //
-// The package has no code outside its tests and imports nothing of ours:
-// it sees Starling only through the binary, the network and files.
+// The package has no code outside its tests and imports nothing of ours
+// but internal/testutil (a fault-injecting TCP proxy): it sees Starling
+// only through the binary, the network and files.
 package e2e

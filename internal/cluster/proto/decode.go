@@ -329,3 +329,72 @@ func (d *decoder) sessionTransfer() *SessionTransfer {
 	}
 	return m
 }
+
+// ForwardDecoder decodes Forward frames reusing its memory: the message
+// slice, each message's PUBLISH, and the strings (origin, publisher,
+// topic) when they repeat. It is the hot path of a node receiving
+// forwarded messages. The zero value is ready; not safe for concurrent
+// use.
+type ForwardDecoder struct {
+	f                 Forward
+	pubs              []*packet.Publish
+	origin, publisher string
+	topic             string
+}
+
+// Decode decodes a whole Forward frame as Decode does. The result, and
+// everything in it, is valid until the next call; payloads alias frame.
+func (fd *ForwardDecoder) Decode(frame []byte) (*Forward, error) {
+	if len(frame) < HeaderLen+1 || Type(frame[HeaderLen]) != TypeForward {
+		return nil, fmt.Errorf("proto: not a Forward frame: %w", ErrMalformed)
+	}
+	n := binary.BigEndian.Uint32(frame)
+	if total := uint64(n) + HeaderLen; uint64(len(frame)) != total {
+		if uint64(len(frame)) < total {
+			return nil, fmt.Errorf("proto: frame of %d bytes, have %d: %w", total, len(frame), io.ErrUnexpectedEOF)
+		}
+		return nil, fmt.Errorf("proto: %d bytes after a frame of %d: %w", uint64(len(frame))-total, total, ErrMalformed)
+	}
+	d := &decoder{b: frame[HeaderLen+1:]}
+	count := d.count(minForwardMsg)
+	f := &fd.f
+	clear(f.Messages)
+	f.Messages = f.Messages[:0]
+	for i := range count {
+		if i == len(fd.pubs) {
+			fd.pubs = append(fd.pubs, new(packet.Publish))
+		}
+		f.Messages = append(f.Messages, ForwardMessage{})
+		m := &f.Messages[i]
+		m.Seq = d.uvarint()
+		m.NeedsAck = d.flags(flagNeedsAck) != 0
+		m.Origin = d.strLike(&fd.origin)
+		m.PublisherID = d.strLike(&fd.publisher)
+		if k := d.count(minShared); k > 0 {
+			m.Shared = make([]SharedTarget, k)
+			for j := range m.Shared {
+				m.Shared[j] = SharedTarget{Group: d.str(), Filter: d.str(), Node: d.strLike(&fd.origin)}
+			}
+		}
+		if d.err != nil {
+			break
+		}
+		p := fd.pubs[i]
+		used, err := packet.DecodePublishInto(d.b, packet.V5, p, &fd.topic)
+		if err != nil {
+			d.fail("publish: %v", err)
+			break
+		}
+		if p.Properties.TopicAlias != nil {
+			d.fail("publish with a topic alias")
+			break
+		}
+		d.b = d.b[used:]
+		m.Publish = p
+	}
+	d.end()
+	if d.err != nil {
+		return nil, fmt.Errorf("proto: %s: %w", TypeForward, d.err)
+	}
+	return f, nil
+}

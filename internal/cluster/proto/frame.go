@@ -67,8 +67,13 @@ func checkLen(n uint32, maxSize int) (int, error) {
 // At a clean end of stream before any byte the error is io.EOF; a stream
 // that ends inside a frame gives io.ErrUnexpectedEOF.
 func ReadFrame(r io.Reader, buf []byte, maxSize int) ([]byte, error) {
-	var hdr [HeaderLen]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+	var hdr []byte // in buf when it has room: a local array would escape
+	if cap(buf) >= HeaderLen {
+		hdr = buf[:HeaderLen]
+	} else {
+		hdr = make([]byte, HeaderLen)
+	}
+	if _, err := io.ReadFull(r, hdr); err != nil {
 		return nil, err
 	}
 	total, err := checkLen(binary.BigEndian.Uint32(hdr[:]), maxSize)
@@ -80,7 +85,7 @@ func ReadFrame(r io.Reader, buf []byte, maxSize int) ([]byte, error) {
 	} else {
 		buf = make([]byte, total)
 	}
-	copy(buf, hdr[:])
+	copy(buf, hdr)
 	if _, err := io.ReadFull(r, buf[HeaderLen:]); err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF

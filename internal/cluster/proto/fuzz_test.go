@@ -49,5 +49,26 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("Decode succeeded, ReadFrame: %v", rerr)
 		}
 		checkRoundTrip(t, data)
+		if len(data) > HeaderLen && Type(data[HeaderLen]) == TypeForward {
+			// the reusing decoder agrees with Decode, even after decoding
+			// another frame into the same memory
+			var fd ForwardDecoder
+			fd.Decode(data)
+			fm, ferr := fd.Decode(data)
+			if (ferr == nil) != (err == nil) {
+				t.Fatalf("ForwardDecoder: %v; Decode: %v", ferr, err)
+			}
+			if err == nil && !forwardEqual(fm, m.(*Forward)) {
+				t.Fatalf("ForwardDecoder = %#v; Decode = %#v", fm, m)
+			}
+		}
 	})
+}
+
+// forwardEqual compares Forward messages, an empty list equal to none.
+func forwardEqual(a, b *Forward) bool {
+	if len(a.Messages) == 0 && len(b.Messages) == 0 {
+		return true
+	}
+	return reflect.DeepEqual(a.Messages, b.Messages)
 }
