@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"sync"
 	"time"
 
 	"github.com/starlingmq/starling/internal/broker"
@@ -101,13 +102,23 @@ func sessionFromParts(clientID string, parts []*proto.SessionTransfer) *broker.S
 	return st
 }
 
-// publishOf is the MQTT 5 PUBLISH that carries msg to another node, with
-// the expiry it has left.
-func publishOf(msg *session.Message, now time.Time) *packet.Publish {
-	p := &packet.Publish{Topic: msg.Topic, Payload: msg.Payload, QoS: msg.QoS, Retain: msg.Retain,
+// publishOf sets p to the MQTT 5 PUBLISH that carries msg to another
+// node, with the expiry it has left (rem holds it).
+func publishOf(p *packet.Publish, rem *uint32, msg *session.Message, now time.Time) {
+	*p = packet.Publish{Topic: msg.Topic, Payload: msg.Payload, QoS: msg.QoS, Retain: msg.Retain,
 		Properties: msg.Properties}
-	if rem, ok := msg.RemainingExpiry(now); ok {
-		p.Properties.MessageExpiry = &rem
+	if r, ok := msg.RemainingExpiry(now); ok {
+		*rem = r
+		p.Properties.MessageExpiry = rem
 	}
-	return p
 }
+
+// fwdScratch is the memory of one Forward call, pooled: the PUBLISH is
+// encoded into each link's buffer before Forward returns.
+type fwdScratch struct {
+	p       packet.Publish
+	rem     uint32
+	targets []fwdTarget
+}
+
+var fwdPool = sync.Pool{New: func() any { return new(fwdScratch) }}

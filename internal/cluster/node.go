@@ -547,7 +547,14 @@ type fwdTarget struct {
 
 // Forward implements broker.Router.
 func (n *Node) Forward(msg *session.Message, publisherID string, shared []broker.SharedMatch) (int, func() error) {
-	var targets []fwdTarget
+	fs := fwdPool.Get().(*fwdScratch)
+	defer func() {
+		fs.p = packet.Publish{}
+		clear(fs.targets)
+		fs.targets = fs.targets[:0]
+		fwdPool.Put(fs)
+	}()
+	targets := fs.targets[:0]
 	type groupKey struct{ group, filter string }
 	var remoteGroups map[groupKey][]SharedGroup // with Group/Filter/Members, by node in nodes
 	var groupNodes map[groupKey][]string
@@ -614,7 +621,9 @@ func (n *Node) Forward(msg *session.Message, publisherID string, shared []broker
 	if !msg.ExpiresAt.IsZero() {
 		now = time.Now()
 	}
-	p := publishOf(msg, now)
+	fs.targets = targets
+	publishOf(&fs.p, &fs.rem, msg, now)
+	p := &fs.p
 	var w *fwdWait
 	if msg.QoS > 0 {
 		w = &fwdWait{done: make(chan struct{})}
