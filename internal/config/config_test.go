@@ -855,3 +855,56 @@ func TestRedacted(t *testing.T) {
 		t.Errorf("Redacted:\n%s", r)
 	}
 }
+
+func TestClusterKeys(t *testing.T) {
+	c := mustParse(t, `node_name n1
+cluster_listen 127.0.0.1:7946
+cluster_link_listen 127.0.0.1:7947
+cluster_advertise 10.0.0.5
+cluster_join a.example:7946, b.example:7946 127.0.0.1:7956
+cluster_expect 3
+cluster_secret s3cret
+cluster_cafile /ca.pem
+cluster_certfile /c.pem
+cluster_keyfile /k.pem
+allow_register_during_netsplit true
+cluster_dead_node_timeout 90s
+admin_listen 127.0.0.1:8081
+`)
+	want := Clustering{NodeName: "n1", Listen: "127.0.0.1:7946", LinkListen: "127.0.0.1:7947", Advertise: "10.0.0.5",
+		Join: []string{"a.example:7946", "b.example:7946", "127.0.0.1:7956"}, Expect: 3, Secret: "s3cret",
+		CAFile: "/ca.pem", CertFile: "/c.pem", KeyFile: "/k.pem", AllowRegisterDuringNetsplit: true,
+		DeadNodeTimeout: 90 * time.Second, AdminListen: "127.0.0.1:8081"}
+	if !reflect.DeepEqual(c.Clustering, want) {
+		t.Fatalf("clustering\n%+v\nwant\n%+v", c.Clustering, want)
+	}
+	if len(c.Warnings) != 0 {
+		t.Errorf("warnings %v", c.Warnings)
+	}
+	if c := mustParse(t, "cluster_dead_node_timeout 30\n"); c.Clustering.DeadNodeTimeout != 30*time.Second {
+		t.Errorf("seconds: %v", c.Clustering.DeadNodeTimeout)
+	}
+	checkRoundTrip(t, c)
+
+	for text, msg := range map[string]string{
+		"cluster_listen 7946\n":                `mosquitto.conf:1: cluster_listen: "7946" is not host:port`,
+		"cluster_join a.example\n":             `mosquitto.conf:1: cluster_join: seed "a.example" is not host:port`,
+		"cluster_expect 0\n":                   "mosquitto.conf:1: cluster_expect: 0 out of range [1, 1000]",
+		"cluster_dead_node_timeout soon\n":     `mosquitto.conf:1: cluster_dead_node_timeout: "soon" is not a duration (60s, 5m) or a number of seconds`,
+		"cluster_dead_node_timeout 10ms\n":     "mosquitto.conf:1: cluster_dead_node_timeout: 10ms is below 1s",
+		"allow_register_during_netsplit yes\n": `mosquitto.conf:1: allow_register_during_netsplit: invalid boolean "yes" (want true or false)`,
+		"admin_listen 127.0.0.1\n":             `mosquitto.conf:1: admin_listen: "127.0.0.1" is not host:port`,
+		"cluster_link_listen localhost:http\n": "",
+	} {
+		_, err := parseString(t, text)
+		if msg == "" {
+			if err != nil {
+				t.Errorf("%q: %v", text, err)
+			}
+			continue
+		}
+		if err == nil || err.Error() != msg {
+			t.Errorf("%q: error %v, want %s", text, err, msg)
+		}
+	}
+}

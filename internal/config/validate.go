@@ -72,6 +72,13 @@ func (c *Config) Validate() error {
 	if c.PersistentClientExpiration < 0 {
 		add("persistent_client_expiration must not be negative")
 	}
+	if cl := c.Clustering; cl.Listen == "" && (len(cl.Join) > 0 || cl.LinkListen != "" || cl.Expect > 1) {
+		add("cluster_join, cluster_link_listen and cluster_expect need cluster_listen (the node's gossip address)")
+	}
+	if cl := c.Clustering; (cl.CAFile != "" || cl.CertFile != "" || cl.KeyFile != "") &&
+		(cl.CAFile == "" || cl.CertFile == "" || cl.KeyFile == "") {
+		add("cluster_cafile, cluster_certfile and cluster_keyfile go together")
+	}
 	switch c.LogLevel {
 	case slog.LevelDebug, slog.LevelInfo, slog.LevelWarn, slog.LevelError:
 	default:
