@@ -6,7 +6,8 @@
 # fan-in 50 -> 1 at QoS 0 and QoS 1 (in the cluster every publisher is on
 # another node than the subscriber: -sub-h n1 -pub-h n2,n3), p2p at a fixed
 # rate for latency, and persistent sessions moving between nodes with 1,000
-# queued messages each (persist -move). Runs are interleaved, 3 passes,
+# queued messages each (persist -move). Mosquitto (one node) runs the
+# fan-in too, as the same-run reference. Runs are interleaved, 3 passes,
 # medians printed by the caller from the JSON lines in $OUT.
 #
 #   bench/cluster.sh [-passes N] [-duration 10s] [-only fanin]
@@ -32,6 +33,10 @@ cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+
+MOSQ=$(freeport)
+printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\n' "$MOSQ" > "$WORK/mosquitto.conf"
+if [ -x /usr/sbin/mosquitto ]; then /usr/sbin/mosquitto -c "$WORK/mosquitto.conf" 2> "$WORK/mosquitto.log" & PIDS+=($!); fi
 
 SINGLE=$(freeport)
 printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n' "$SINGLE" > "$WORK/single.conf"
@@ -70,6 +75,7 @@ run() { # name args...
 for pass in $(seq 1 "$PASSES"); do
   echo "pass $pass" >&2
   for q in 0 1; do
+    [ -x /usr/sbin/mosquitto ] && run "mosquitto-fanin-q$q" fanin -pubs 50 -subs 1 -q "$q" -duration "$DUR" -h "127.0.0.1:$MOSQ" -max-loss 100
     run "single-fanin-q$q" fanin -pubs 50 -subs 1 -q "$q" -duration "$DUR" -h "$HS"
     run "cluster-fanin-q$q" fanin -pubs 50 -subs 1 -q "$q" -duration "$DUR" -sub-h "$H1" -pub-h "$H2,$H3"
   done

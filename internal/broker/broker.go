@@ -301,13 +301,7 @@ func (b *Broker) Close() error {
 	}
 	b.closed = true
 	close(b.quit)
-	for l := range b.lns {
-		l.Close()
-	}
-	conns := make([]*conn, 0, len(b.conns))
-	for c := range b.conns {
-		conns = append(conns, c)
-	}
+	conns := b.stopAcceptingLocked()
 	b.mu.Unlock()
 	for _, c := range conns {
 		c.kick(packet.ServerShuttingDown)
@@ -384,5 +378,41 @@ func (b *Broker) Stats() Stats {
 		Subscriptions:       nsubs,
 		Retained:            nret,
 		ConnectionsAccepted: b.stats.connsAccepted.Load(),
+	}
+}
+
+// stopAcceptingLocked closes the listeners and returns the connections, to
+// be told to go. b.mu must be held.
+func (b *Broker) stopAcceptingLocked() []*conn {
+	for l := range b.lns {
+		l.Close()
+	}
+	conns := make([]*conn, 0, len(b.conns))
+	for c := range b.conns {
+		conns = append(conns, c)
+	}
+	return conns
+}
+
+// lockOffline locks b.mu and returns the session of clientID, nil when
+// there is none, after closing its connection (MQTT 5 "session taken
+// over") and waiting for it to be cleaned up [MQTT-3.1.4-3]. b.mu is held
+// when it returns.
+func (b *Broker) lockOffline(clientID string) *sess {
+	for {
+		b.mu.Lock()
+		s := b.sessions[clientID]
+		if s == nil {
+			return nil
+		}
+		s.mu.Lock()
+		old := s.conn
+		s.mu.Unlock()
+		if old == nil {
+			return s
+		}
+		b.mu.Unlock()
+		old.kick(packet.SessionTakenOver)
+		<-old.cleaned
 	}
 }

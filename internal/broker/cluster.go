@@ -169,31 +169,17 @@ func (b *Broker) Kick(clientID string, at time.Time) {
 // (its records are then deleted here), done(false) to put it back. state
 // is nil (and done a no-op) when the broker holds no such session.
 func (b *Broker) Handover(clientID string) (state *SessionState, done func(ok bool)) {
-	var s *sess
-	for {
-		b.mu.Lock()
-		s = b.sessions[clientID]
-		if s == nil {
-			b.mu.Unlock()
-			return nil, func(bool) {}
-		}
-		s.mu.Lock()
-		old := s.conn
-		s.mu.Unlock()
-		if old != nil {
-			b.mu.Unlock()
-			old.kick(packet.SessionTakenOver)
-			<-old.cleaned
-			continue
-		}
-		delete(b.sessions, clientID)
-		delete(b.offline, s)
-		s.mu.Lock()
-		s.gone = true // nothing is delivered to it from now on
-		s.mu.Unlock()
+	s := b.lockOffline(clientID)
+	if s == nil {
 		b.mu.Unlock()
-		break
+		return nil, func(bool) {}
 	}
+	delete(b.sessions, clientID)
+	delete(b.offline, s)
+	s.mu.Lock()
+	s.gone = true // nothing is delivered to it from now on
+	s.mu.Unlock()
+	b.mu.Unlock()
 	// out of the broker, gone: its state can no longer change, and
 	// copying it does not hold up other clients
 	s.mu.Lock()
@@ -325,13 +311,7 @@ func (b *Broker) PersistentSessions() []string {
 func (b *Broker) Drain(ctx context.Context) error {
 	b.mu.Lock()
 	b.draining = true
-	for l := range b.lns {
-		l.Close()
-	}
-	conns := make([]*conn, 0, len(b.conns))
-	for c := range b.conns {
-		conns = append(conns, c)
-	}
+	conns := b.stopAcceptingLocked()
 	b.mu.Unlock()
 	for _, c := range conns {
 		c.kick(packet.ServerShuttingDown)

@@ -1054,44 +1054,28 @@ func (c *conn) handshake() error {
 	}
 
 	// Claim the client id: take over a live connection first [MQTT-3.1.4-3].
-	var s *sess
 	var stale *sess
 	present := false
-	for {
-		b.mu.Lock()
-		if b.closed {
-			b.mu.Unlock()
-			return c.refuse(packet.ServerShuttingDown, "server shutting down")
-		}
-		s = b.sessions[clientID]
-		if s != nil {
-			s.mu.Lock()
-			old := s.conn
-			s.mu.Unlock()
-			if old != nil {
-				b.mu.Unlock()
-				old.kick(packet.SessionTakenOver)
-				<-old.cleaned
-				continue
-			}
-		}
-		if s != nil {
-			delete(b.offline, s)
-		}
-		if s != nil && cp.CleanStart {
-			delete(b.sessions, clientID)
-			s.mu.Lock()
-			s.gone = true // no delivery may be stored for it after its delete
-			s.mu.Unlock()
-			stale, s = s, nil
-		}
-		if s == nil {
-			s = &sess{b: b, id: clientID, st: session.New(clientID, session.Limits{})}
-			b.sessions[clientID] = s
-		} else {
-			present = true
-		}
-		break
+	s := b.lockOffline(clientID)
+	if b.closed {
+		b.mu.Unlock()
+		return c.refuse(packet.ServerShuttingDown, "server shutting down")
+	}
+	if s != nil {
+		delete(b.offline, s)
+	}
+	if s != nil && cp.CleanStart {
+		delete(b.sessions, clientID)
+		s.mu.Lock()
+		s.gone = true // no delivery may be stored for it after its delete
+		s.mu.Unlock()
+		stale, s = s, nil
+	}
+	if s == nil {
+		s = &sess{b: b, id: clientID, st: session.New(clientID, session.Limits{})}
+		b.sessions[clientID] = s
+	} else {
+		present = true
 	}
 	ack := &packet.Connack{SessionPresent: present}
 	if cp.Version == packet.V5 {

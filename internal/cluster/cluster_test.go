@@ -543,3 +543,70 @@ func TestManySessionsMove(t *testing.T) {
 		testutil.Eventually(t, 20*time.Second, func() bool { return ibs[i].len() >= N }, "session %d got %d of %d", i, ibs[i].len(), N)
 	}
 }
+
+// TestInflightMovesWithSession: QoS 1 and 2 messages sent but not
+// acknowledged when the client goes away are sent again, with DUP and
+// their packet identifiers, by the node it reconnects to; a QoS 2 message
+// whose PUBREC was sent (awaiting PUBCOMP) gets its PUBREL there
+// [MQTT-4.4.0-1].
+func TestInflightMovesWithSession(t *testing.T) {
+	nodes := startCluster(t, 2, clusterOpts{})
+	var first inbox
+	o := client.Options{Addr: nodes[0].mqtt, ClientID: "holder", Version: packet.V5, KeepAlive: 30 * time.Second,
+		Properties: packet.Properties{SessionExpiry: new(uint32(600))}, ManualAcks: true, OnMessage: first.add}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, err := client.Connect(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subscribe(t, c, "in/#", 2)
+	pub, _ := connect(t, nodes[0].mqtt, "pub", packet.V5, true, 0, nil)
+	publish(t, pub, "in/1", "one", 1, false)
+	publish(t, pub, "in/2", "two", 2, false)
+	testutil.Eventually(t, 5*time.Second, func() bool { return first.len() == 2 }, "got %d of 2", first.len())
+	c.Close() // neither acknowledged
+	ids := map[string]uint16{}
+	for _, m := range first.msgs {
+		ids[string(m.Payload)] = m.PacketID
+	}
+
+	var second inbox
+	o.Addr, o.OnMessage = nodes[1].mqtt, second.add
+	c2, ack, err := client.Connect(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if !ack.SessionPresent {
+		t.Fatal("session not present on the other node")
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool { return second.len() == 2 }, "resent %d of 2", second.len())
+	for _, m := range second.msgs {
+		if !m.Dup || m.PacketID != ids[string(m.Payload)] {
+			t.Errorf("%q resent with DUP=%v id %d, want DUP and id %d", m.Payload, m.Dup, m.PacketID, ids[string(m.Payload)])
+		}
+	}
+	for _, m := range second.msgs {
+		if err := c2.Ack(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// acknowledged (PUBACK; PUBREC, PUBREL, PUBCOMP): nothing more comes on
+	// a third connection. The broker shows no inflight count to poll, so
+	// the acknowledgements get a moment to arrive.
+	time.Sleep(300 * time.Millisecond)
+	c2.Close()
+	testutil.Eventually(t, 5*time.Second, func() bool { return nodes[1].b.SessionCount() >= 1 }, "session gone")
+	var third inbox
+	o.Addr, o.OnMessage = nodes[0].mqtt, third.add
+	c3, _, err := client.Connect(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c3.Close()
+	time.Sleep(300 * time.Millisecond)
+	if third.len() != 0 {
+		t.Fatalf("acknowledged messages sent again after a second move: %q", third.payloads())
+	}
+}

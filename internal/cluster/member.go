@@ -335,7 +335,7 @@ func (n *Node) maybeBootstrap() {
 		return
 	}
 	slices.SortFunc(alive, func(a, b meta.Server) int { return strings.Compare(a.ID, b.ID) })
-	voters := alive[:voterTarget(len(alive))]
+	voters := alive[:meta.VoterTarget(len(alive))]
 	if !slices.ContainsFunc(voters, func(s meta.Server) bool { return s.ID == n.name }) {
 		return // a voter bootstraps and adds this node
 	}
@@ -345,16 +345,6 @@ func (n *Node) maybeBootstrap() {
 	}
 	n.log.Info("cluster: registry formed", "voters", len(voters))
 	n.setFormed()
-}
-
-func voterTarget(alive int) int {
-	switch {
-	case alive >= 5:
-		return 5
-	case alive >= 3:
-		return 3
-	}
-	return max(alive, 1)
 }
 
 // membership lists the alive nodes (this one included) and when the dead
