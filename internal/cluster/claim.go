@@ -317,3 +317,67 @@ func (n *Node) pushSession(ctx context.Context, clientID string) error {
 		return ctx.Err()
 	}
 }
+
+// syncClientID is a client id no session uses: a compare-and-delete of it
+// never matches, so releasing it is a write through the registry's leader
+// that changes nothing, after which this node's copy is current.
+const syncClientID = "$starling/registry-sync"
+
+// adoptSessions runs once after start, when the registry is in reach. A
+// persistent session this node loaded from its store while the registry
+// gives the client id to another node (the client moved while this node
+// was down) is dropped here; one the registry forgot (this node was
+// removed from it while down) is claimed again, so that the client finds
+// it wherever it reconnects.
+func (n *Node) adoptSessions() {
+	ids := n.b.PersistentSessions()
+	if len(ids) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := n.reg.Release(ctx, syncClientID, n.name, 0); err != nil {
+		n.log.Warn("cluster: stored sessions not checked against the registry", "err", err)
+		return
+	}
+	for {
+		st := n.reg.Status()
+		if st.AppliedIndex >= st.LastIndex {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.quit:
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	dropped, claimed := 0, 0
+	drop := func(id string) {
+		if _, done := n.b.Handover(id); done != nil {
+			done(true)
+		}
+		dropped++
+	}
+	for _, id := range ids {
+		o, ok := n.reg.Owner(id)
+		switch {
+		case ok && o.Node != n.name:
+			drop(id)
+		case !ok:
+			prev, _, err := n.reg.Claim(ctx, id, n.name)
+			switch {
+			case err != nil:
+				n.log.Warn("cluster: stored session not registered", "client_id", id, "err", err)
+			case prev.Node != "" && prev.Node != n.name:
+				drop(id)
+			default:
+				claimed++
+			}
+		}
+	}
+	if dropped+claimed > 0 {
+		n.log.Info("cluster: stored sessions checked against the registry", "dropped_moved_elsewhere", dropped, "registered_again", claimed)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/starlingmq/starling/internal/broker"
 	"github.com/starlingmq/starling/internal/client"
 	"github.com/starlingmq/starling/internal/packet"
+	"github.com/starlingmq/starling/internal/store"
 	"github.com/starlingmq/starling/internal/testutil"
 )
 
@@ -41,19 +42,39 @@ type clusterOpts struct {
 	secret  string
 	expect  int
 	netsplt bool
+	// a node that restarts: its store, Raft folder, fixed addresses
+	store          broker.Store
+	raftDir        string
+	gossip, link   string
+	deadNodeTimout time.Duration
 }
 
 // startNode starts one node joining seeds.
 func startNode(t *testing.T, name string, seeds []string, o clusterOpts) *tnode {
 	t.Helper()
-	gossip := "127.0.0.1:" + strconv.Itoa(testutil.FreePort(t))
-	n, err := New(Config{NodeName: name, GossipAddr: gossip, LinkAddr: "127.0.0.1:0", Join: seeds,
-		Expect: o.expect, Secret: o.secret, Fast: true, DeadNodeTimeout: 3 * time.Second,
-		AllowRegisterDuringNetsplit: o.netsplt})
+	gossip, link := o.gossip, o.link
+	if gossip == "" {
+		gossip = "127.0.0.1:" + strconv.Itoa(testutil.FreePort(t))
+	}
+	if link == "" {
+		link = "127.0.0.1:0"
+	}
+	dead := o.deadNodeTimout
+	if dead == 0 {
+		dead = 3 * time.Second
+	}
+	n, err := New(Config{NodeName: name, GossipAddr: gossip, LinkAddr: link, Join: seeds,
+		Expect: o.expect, Secret: o.secret, Fast: true, DeadNodeTimeout: dead,
+		AllowRegisterDuringNetsplit: o.netsplt, RaftDir: o.raftDir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := broker.New(broker.Options{Router: n, RetainAvailable: true, MaxKeepAlive: 65535})
+	b := broker.New(broker.Options{Router: n, RetainAvailable: true, MaxKeepAlive: 65535, Store: o.store})
+	if o.store != nil {
+		if err := b.Load(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := n.Start(b); err != nil {
 		b.Close()
 		t.Fatal(err)
@@ -608,5 +629,47 @@ func TestInflightMovesWithSession(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	if third.len() != 0 {
 		t.Fatalf("acknowledged messages sent again after a second move: %q", third.payloads())
+	}
+}
+
+// TestRestartedNodeDropsMovedSessions: a node goes down holding a
+// persistent session in its store; the client reconnects elsewhere (its
+// session is lost: its node is down) and gets a new one there. When the
+// node comes back with its store, it drops its stale copy instead of
+// collecting the client's messages forever.
+func TestRestartedNodeDropsMovedSessions(t *testing.T) {
+	nodes := startCluster(t, 2, clusterOpts{})
+	st := store.NewMemory()
+	o3 := clusterOpts{expect: 2, store: st, raftDir: t.TempDir(),
+		gossip: "127.0.0.1:" + strconv.Itoa(testutil.FreePort(t)), link: "127.0.0.1:" + strconv.Itoa(testutil.FreePort(t)),
+		deadNodeTimout: time.Minute}
+	n3 := startNode(t, "n3", []string{nodes[0].gossip}, o3)
+	waitLinked(t, append(nodes, n3)...)
+	c, _ := connect(t, n3.mqtt, "wanderer", packet.V311, false, 0, nil)
+	subscribe(t, c, "w/#", 1)
+	c.Close()
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		o, ok := nodes[0].n.reg.Owner("wanderer")
+		return ok && o.Node == "n3"
+	}, "session not registered")
+	n3.close()
+
+	var ib inbox
+	c2, ack := connect(t, nodes[0].mqtt, "wanderer", packet.V311, false, 0, &ib)
+	if ack.SessionPresent {
+		t.Fatal("session present, but its node is down")
+	}
+	subscribe(t, c2, "w/#", 1)
+
+	again := startNode(t, "n3", []string{nodes[0].gossip}, o3)
+	waitLinked(t, append(nodes, again)...)
+	testutil.Eventually(t, 10*time.Second, func() bool { return again.b.SessionCount() == 0 },
+		"restarted node still holds %d sessions", again.b.SessionCount())
+	pub, _ := connect(t, nodes[1].mqtt, "pub", packet.V311, true, 0, nil)
+	publish(t, pub, "w/x", "hello", 1, false)
+	testutil.Eventually(t, 5*time.Second, func() bool { return ib.len() == 1 }, "not delivered")
+	time.Sleep(200 * time.Millisecond)
+	if ib.len() != 1 {
+		t.Fatalf("delivered %d times", ib.len())
 	}
 }

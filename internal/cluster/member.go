@@ -287,6 +287,7 @@ func (n *Node) resolveSeeds() []string {
 func (n *Node) registryLoop() {
 	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
+	adopted := false
 	for {
 		select {
 		case <-n.quit:
@@ -300,6 +301,12 @@ func (n *Node) registryLoop() {
 				n.maybeBootstrap()
 			}
 			continue
+		}
+		if !adopted {
+			if id, _ := n.reg.Leader(); id != "" {
+				adopted = true
+				n.goroutine(n.adoptSessions)
+			}
 		}
 		if n.reg.IsLeader() {
 			alive, dead := n.membership()

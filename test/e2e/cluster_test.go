@@ -699,7 +699,7 @@ backend starling
 	return "", nil
 }
 
-// TestClusterHAProxy: 200 persistent MQTT 3.1.1 clients behind HAProxy
+// TestClusterHAProxy: 1,000 persistent MQTT 3.1.1 clients behind HAProxy
 // (random balancing, PROXY v2, health checks on /health) subscribe to
 // their own topic and go away; 5 messages per client are published
 // through HAProxy; every client reconnects (to a random node, so most
@@ -712,11 +712,11 @@ func TestClusterHAProxy(t *testing.T) {
 	front, hap := startClusterHAProxy(t, bin, c.nodes)
 	server := "tcp://" + front
 
-	const clients, perClient, rounds, workers = 200, 5, 3, 16
+	const clients, perClient, rounds, workers = 1000, 5, 3, 32
 	ids := make([]string, clients)
 	inboxes := make([]chan mqtt.Message, clients)
 	for i := range ids {
-		ids[i] = fmt.Sprintf("hap-%03d", i)
+		ids[i] = fmt.Sprintf("hap-%04d", i)
 		inboxes[i] = make(chan mqtt.Message, 100)
 	}
 	// parallel runs f for every client, workers at a time, and returns
@@ -778,7 +778,7 @@ func TestClusterHAProxy(t *testing.T) {
 	t.Logf("%d clients subscribed through haproxy in %v", clients, time.Since(start).Round(time.Millisecond))
 
 	// settled waits until every node knows the route of every session on
-	// the other nodes: each of the 200 filters lives on exactly one node.
+	// the other nodes: each of the 1,000 filters lives on exactly one node.
 	settled := func() {
 		t.Helper()
 		var why string
