@@ -239,6 +239,7 @@ func (n *Node) transferAcked(m *proto.SessionTransferAck) {
 // down") and reconnect elsewhere, where their sessions are waiting. The
 // broker must then be closed.
 func (n *Node) Leave(ctx context.Context) error {
+	n.leaving.Store(true)
 	if err := n.b.Drain(ctx); err != nil {
 		return err
 	}

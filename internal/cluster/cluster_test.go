@@ -309,8 +309,10 @@ func TestRetainedAcrossNodes(t *testing.T) {
 	if got := ib.payloads(); got[0] != "one" {
 		t.Fatalf("retained %q", got)
 	}
-	// a node that joins later gets the retained messages in its snapshot
-	late := startNode(t, "n3", []string{nodes[0].gossip}, clusterOpts{expect: 2})
+	// a node that joins later gets the retained messages in its snapshot;
+	// its seed is a host name, resolved by the node
+	_, port, _ := net.SplitHostPort(nodes[0].gossip)
+	late := startNode(t, "n3", []string{"localhost:" + port}, clusterOpts{expect: 2})
 	testutil.Eventually(t, 15*time.Second, func() bool { return late.b.Stats().Retained == 1 }, "late node has no retained")
 	var ib2 inbox
 	sub2, _ := connect(t, late.mqtt, "sub2", packet.V5, true, 0, &ib2)
@@ -392,6 +394,9 @@ func TestLeaveHandsSessionsOver(t *testing.T) {
 	defer cancel()
 	if err := a.n.Leave(ctx); err != nil {
 		t.Fatalf("leave: %v", err)
+	}
+	if a.n.Healthy() == nil {
+		t.Error("a node that left still reports healthy")
 	}
 	a.close()
 	held := nodes[1].b.SessionCount() + nodes[2].b.SessionCount()

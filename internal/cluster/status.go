@@ -82,7 +82,7 @@ func (n *Node) Status() Status {
 // leader this node can see, and every node memberlist sees alive has a
 // link up. HAProxy's check (/health) sends clients elsewhere otherwise.
 func (n *Node) Healthy() error {
-	if n.closing.Load() {
+	if n.closing.Load() || n.leaving.Load() {
 		return errors.New("leaving the cluster")
 	}
 	if !n.formed.Load() {
