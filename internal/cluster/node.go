@@ -82,7 +82,7 @@ type Node struct {
 	delegate  *delegate
 	formed    atomic.Bool
 	closing   atomic.Bool
-	leaving   atomic.Bool // Leave was called: /health fails so load balancers drain the node
+	leaving   atomic.Bool   // Leave was called: /health fails so load balancers drain the node
 	dropped   atomic.Uint64 // QoS 0 forwards dropped: link down or full
 	forwarded atomic.Uint64
 
