@@ -157,6 +157,7 @@ type Broker struct {
 
 	retMu    sync.RWMutex
 	retained *topic.Names[*session.Message]
+	retOrder sync.Mutex // orders local retained writes with Router.Retained
 
 	scratch sync.Pool
 

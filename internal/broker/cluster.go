@@ -82,6 +82,10 @@ var ephemeralPool = sync.Pool{New: func() any { return new(session.Message) }}
 // ErrDraining refuses work while the broker hands its sessions over.
 var ErrDraining = errors.New("broker: draining")
 
+// ErrSessionOnline: Install found the client connected here with a
+// session of its own, which a transferred one must not replace.
+var ErrSessionOnline = errors.New("broker: the client is connected here")
+
 // claimTimeout bounds a CONNECT's claim of its client id in a cluster.
 const claimTimeout = 5 * time.Second
 
@@ -99,6 +103,12 @@ func (b *Broker) DeliverForwarded(p *packet.Publish, publisherID string, shared 
 	n, done := b.routeAsync(m, nil, now, true, inbound{remote: true, publisherID: publisherID, shared: shared})
 	*m = session.Message{}
 	ephemeralPool.Put(m)
+	if done != nil && p.QoS > 0 {
+		// the origin's acknowledgement waits for the store only: a
+		// congested subscriber here must not hold up the acknowledgements
+		// of every other message on the link (they are answered in order)
+		done.congested = nil
+	}
 	if done == nil {
 		return n, nil
 	}
@@ -236,6 +246,13 @@ func (b *Broker) Install(st *SessionState) error {
 	b.mu.Lock()
 	old := b.sessions[id]
 	if old != nil {
+		old.mu.Lock()
+		online := old.conn != nil
+		old.mu.Unlock()
+		if online {
+			b.mu.Unlock()
+			return fmt.Errorf("install %q: %w", id, ErrSessionOnline)
+		}
 		delete(b.sessions, id)
 		delete(b.offline, old)
 		old.mu.Lock()

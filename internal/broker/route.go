@@ -236,9 +236,16 @@ func (b *Broker) routeStart(msg *session.Message, from *sess, now time.Time, eph
 	}
 	if in.retain && !in.remote {
 		m := sc.enc.keep()
-		b.retain(m)
 		if b.router != nil && !topic.IsSys(m.Topic) {
+			// applied here and stamped for the cluster in one step, so
+			// that two writes of a topic get their clock readings in the
+			// order this node applied them
+			b.retOrder.Lock()
+			b.retain(m)
 			b.router.Retained(m)
+			b.retOrder.Unlock()
+		} else {
+			b.retain(m)
 		}
 		if b.store != nil && persistRetained(m.Topic) {
 			if len(m.Payload) == 0 {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/starlingmq/starling/internal/broker"
 	"github.com/starlingmq/starling/internal/cluster/meta"
 	"github.com/starlingmq/starling/internal/cluster/proto"
 	"github.com/starlingmq/starling/internal/packet"
@@ -133,9 +134,21 @@ func (n *Node) fetch(ctx context.Context, from, clientID string, epoch uint64) e
 func (n *Node) receiveTransfer(l *link, m *proto.SessionTransfer) {
 	n.mu.Lock()
 	x := n.xfers[m.ClientID]
-	if x == nil || x.epoch != m.Epoch {
-		x = &transfer{epoch: m.Epoch, done: make(chan struct{})}
-		n.xfers[m.ClientID] = x
+	if x != nil && m.Epoch < x.epoch {
+		n.mu.Unlock() // a part of an older transfer: superseded
+		return
+	}
+	if x == nil || x.epoch != m.Epoch || uint32(len(x.parts)) != m.Part {
+		if m.Part != 0 {
+			n.mu.Unlock() // a transfer whose start this node did not see
+			return
+		}
+		if x != nil && x.epoch == m.Epoch {
+			x.parts = nil // a transfer started again
+		} else {
+			x = &transfer{epoch: m.Epoch, done: make(chan struct{})}
+			n.xfers[m.ClientID] = x
+		}
 	}
 	x.parts = append(x.parts, m)
 	if m.More {
@@ -149,7 +162,12 @@ func (n *Node) receiveTransfer(l *link, m *proto.SessionTransfer) {
 		code := packet.Success
 		st := sessionFromParts(m.ClientID, x.parts)
 		if st != nil {
-			if err := n.b.Install(st); err != nil {
+			switch err := n.b.Install(st); {
+			case errors.Is(err, broker.ErrSessionOnline):
+				// it came too late: the client is connected here with a
+				// session of its own; the sender forgets its copy
+				code = packet.SessionTakenOver
+			case err != nil:
 				n.log.Error("cluster: handed-over session not installed", "client_id", m.ClientID, "err", err)
 				code = packet.UnspecifiedError
 				x.err = err
@@ -191,8 +209,8 @@ func (n *Node) handOver(peer, clientID string, epoch uint64) {
 	defer t.Stop()
 	select {
 	case code := <-ch:
-		done(!code.IsError())
-		if code.IsError() {
+		done(!code.IsError() || code == packet.SessionTakenOver)
+		if code.IsError() && code != packet.SessionTakenOver {
 			n.log.Warn("cluster: session handover refused", "client_id", clientID, "peer", peer, "code", code)
 		}
 	case <-l.done:
@@ -283,16 +301,23 @@ func (n *Node) pushSession(ctx context.Context, clientID string) error {
 	h := fnv.New32a()
 	h.Write([]byte(clientID))
 	target := alive[int(h.Sum32()%uint32(len(alive)))].ID
-	_, epoch, err := n.reg.Claim(ctx, clientID, target)
-	if err != nil {
-		return err
-	}
 	l := n.linkTo(target)
 	if l == nil {
 		return errLinkDown
 	}
+	// out of the broker first: a client that reconnected elsewhere since
+	// the drain has taken its session already, and is not to lose it
 	st, done := n.b.Handover(clientID)
 	if st == nil {
+		return nil
+	}
+	prev, epoch, err := n.reg.Claim(ctx, clientID, target)
+	if err != nil {
+		done(false)
+		return err
+	}
+	if prev.Node != "" && prev.Node != n.name {
+		done(true) // claimed elsewhere meanwhile: this copy is stale
 		return nil
 	}
 	ch := n.expectAck(ackKey{clientID, epoch})
@@ -305,8 +330,8 @@ func (n *Node) pushSession(ctx context.Context, clientID string) error {
 	}
 	select {
 	case code := <-ch:
-		done(!code.IsError())
-		if code.IsError() {
+		done(!code.IsError() || code == packet.SessionTakenOver)
+		if code.IsError() && code != packet.SessionTakenOver {
 			return code
 		}
 		return nil

@@ -249,6 +249,7 @@ func (l *link) run() {
 	n.goroutine(l.ackLoop)
 	n.goroutine(func() {
 		err := l.readLoop()
+		close(l.acks) // the reader is its only sender: ackLoop drains the rest
 		l.close()
 		n.linkDown(l, err)
 	})
@@ -311,31 +312,30 @@ func (l *link) ackLoop() {
 			bad = nil
 		}
 	}
-	for {
-		select {
-		case <-l.done:
-			return
-		case it := <-l.acks:
-			for {
-				if it.wait != nil {
-					if err := it.wait(); err != nil {
-						var rc packet.ReasonCode
-						if !errors.As(err, &rc) || !rc.IsError() {
-							rc = packet.UnspecifiedError
-						}
-						bad = append(bad, proto.ForwardStatus{Seq: it.seq, Code: rc})
+	// Every wait is called, even after the link closed: a wait is what
+	// releases the deliveries it held for persistent sessions.
+	for it := range l.acks {
+		for {
+			if it.wait != nil {
+				if err := it.wait(); err != nil {
+					var rc packet.ReasonCode
+					if !errors.As(err, &rc) || !rc.IsError() {
+						rc = packet.UnspecifiedError
 					}
+					bad = append(bad, proto.ForwardStatus{Seq: it.seq, Code: rc})
 				}
-				upTo = it.seq
-				select {
-				case it = <-l.acks:
-					continue
-				default:
-				}
+			}
+			upTo = it.seq
+			var more bool
+			select {
+			case it, more = <-l.acks:
+			default:
+			}
+			if !more {
 				break
 			}
-			flush()
 		}
+		flush()
 	}
 }
 
@@ -357,6 +357,11 @@ func (l *link) readLoop() error {
 				return nil
 			}
 			return err
+		}
+		if now := l.n.coarseNow.Load(); now != 0 {
+			// a frame arrived: the link is alive even when its handling
+			// then waits (a congested subscriber, a full ack queue)
+			l.lastIn.Store(now)
 		}
 		if len(frame) > proto.HeaderLen {
 			switch proto.Type(frame[proto.HeaderLen]) {

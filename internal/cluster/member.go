@@ -127,17 +127,14 @@ func (n *Node) memberAlive(m *memberlist.Node) {
 	if !mb.alive || mb.inc != inc {
 		mb.since = time.Now()
 	}
-	restarted := mb.inc != 0 && mb.inc != inc
 	mb.alive, mb.linkAddr, mb.inc, mb.formed, mb.gossip = true, addr, inc, formed, m.Address()
 	n.mu.Unlock()
 	if !wasAlive {
 		n.log.Info("cluster: node alive", "peer", m.Name, "link", addr)
 	}
-	if restarted {
-		n.tableMu.Lock()
-		n.table.RemoveNode(m.Name)
-		n.tableMu.Unlock()
-	}
+	// a restarted node's routes are replaced by its next snapshot (a new
+	// incarnation wins); removing them here could wipe a snapshot that
+	// arrived over a link before gossip brought the new metadata
 	n.ensureLink(m.Name)
 }
 

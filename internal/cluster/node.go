@@ -85,6 +85,7 @@ type Node struct {
 	leaving   atomic.Bool   // Leave was called: /health fails so load balancers drain the node
 	dropped   atomic.Uint64 // QoS 0 forwards dropped: link down or full
 	forwarded atomic.Uint64
+	coarseNow atomic.Int64 // unix nanoseconds, updated every 100 ms (links' liveness)
 
 	mu       sync.Mutex // guards links, members, transfers; lock order: routesMu, then mu
 	links    map[string]*link
@@ -182,6 +183,7 @@ func (n *Node) Name() string { return n.name }
 // until it finds them).
 func (n *Node) Start(b *broker.Broker) error {
 	n.b = b
+	n.coarseNow.Store(time.Now().UnixNano())
 	ln, err := net.Listen("tcp", n.cfg.LinkAddr)
 	if err != nil {
 		return fmt.Errorf("cluster_link_listen %s: %w", n.cfg.LinkAddr, err)
@@ -216,9 +218,25 @@ func (n *Node) Start(b *broker.Broker) error {
 		n.wg.Wait()
 		return err
 	}
+	n.goroutine(n.clockLoop)
 	n.goroutine(n.registryLoop)
 	n.goroutine(n.joinLoop)
 	return nil
+}
+
+// clockLoop keeps coarseNow, so that a link's reader marks it alive for
+// every frame without reading the clock.
+func (n *Node) clockLoop() {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.quit:
+			return
+		case now := <-t.C:
+			n.coarseNow.Store(now.UnixNano())
+		}
+	}
 }
 
 func advertised(bound, host string) string {
@@ -500,10 +518,9 @@ func (n *Node) receiveForward(l *link, fm *proto.ForwardMessage) {
 		}
 		return
 	}
-	select {
-	case l.acks <- ackItem{seq: fm.Seq, wait: wait}:
-	case <-l.done:
-	}
+	// always queued, even on a closing link: ackLoop calls every wait
+	// until the reader (this goroutine) closes the queue
+	l.acks <- ackItem{seq: fm.Seq, wait: wait}
 }
 
 // Subscribed implements broker.Router.
@@ -675,18 +692,19 @@ func (n *Node) receiveRetained(r *proto.Retained) {
 	if err := n.clock.Observe(time.Now(), r.Time); err != nil {
 		n.log.Warn("cluster: clock of a peer far ahead", "err", err)
 	}
+	defer n.retMu.Unlock()
 	cur := n.retTS[r.Topic]
 	if !LastWriterWins(cur, r.Time) {
-		n.retMu.Unlock()
 		return
 	}
 	n.retTS[r.Topic] = r.Time
-	n.retMu.Unlock()
 	rec := broker.MessageRecord{Topic: r.Topic}
 	if r.Message != nil {
 		rec = fromProtoMessage(r.Message)
 		rec.Topic = r.Topic
 	}
+	// applied under retMu: two writes of a topic from different nodes
+	// land in the order of their clocks
 	if err := n.b.SetRetained(&rec); err != nil {
 		n.log.Warn("cluster: retained message not stored", "topic", r.Topic, "err", err)
 	}
