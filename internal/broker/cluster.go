@@ -103,12 +103,6 @@ func (b *Broker) DeliverForwarded(p *packet.Publish, publisherID string, shared 
 	n, done := b.routeAsync(m, nil, now, true, inbound{remote: true, publisherID: publisherID, shared: shared})
 	*m = session.Message{}
 	ephemeralPool.Put(m)
-	if done != nil && p.QoS > 0 {
-		// the origin's acknowledgement waits for the store only: a
-		// congested subscriber here must not hold up the acknowledgements
-		// of every other message on the link (they are answered in order)
-		done.congested = nil
-	}
 	if done == nil {
 		return n, nil
 	}

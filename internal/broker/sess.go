@@ -116,6 +116,14 @@ func (s *sess) deliver(msg *session.Message, qos byte, retain bool, subIDs []int
 	d.Hold = durable
 	send, err := s.st.Offer(d, c != nil, now)
 	if err != nil {
+		// a full queue drops the message (max_queued_messages, as in
+		// Mosquitto); the publisher still waits for the queue to drain,
+		// so that it slows down instead of losing more
+		if ec != nil && ec.msg.QoS > 0 {
+			if ch := s.congestedLocked(); ch != nil {
+				ec.congested = append(ec.congested, ch)
+			}
+		}
 		s.mu.Unlock()
 		s.b.stats.pubDropped.Add(1)
 		return false
