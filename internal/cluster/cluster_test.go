@@ -678,3 +678,64 @@ func TestRestartedNodeDropsMovedSessions(t *testing.T) {
 		t.Fatalf("delivered %d times", ib.len())
 	}
 }
+
+// gatedStore is a store whose synced writes are acknowledged only when the
+// test opens its gate (an fsync that takes as long as the test wants).
+type gatedStore struct {
+	*store.Memory
+	mu   sync.Mutex
+	gate chan struct{}
+}
+
+func (g *gatedStore) setGate(ch chan struct{}) {
+	g.mu.Lock()
+	g.gate = ch
+	g.mu.Unlock()
+}
+
+func (g *gatedStore) ApplyAsync(ctx context.Context, b *broker.Batch) (func() error, error) {
+	if err := g.Memory.Apply(ctx, b, false); err != nil {
+		return nil, err
+	}
+	g.mu.Lock()
+	gate := g.gate
+	g.mu.Unlock()
+	return func() error { <-gate; return nil }, nil
+}
+
+// TestLinkLossReleasesHeldDeliveries: a QoS 1 message forwarded to a node
+// for an offline persistent session is held there until its record is
+// durable. If the link it came on closes meanwhile, the hold must still
+// end once the write is done, or the session would never deliver again.
+func TestLinkLossReleasesHeldDeliveries(t *testing.T) {
+	a := startNode(t, "n1", nil, clusterOpts{expect: 2})
+	open := make(chan struct{})
+	close(open) // the subscription itself is stored normally
+	gs := &gatedStore{Memory: store.NewMemory(), gate: open}
+	b := startNode(t, "n2", []string{a.gossip}, clusterOpts{expect: 2, store: gs})
+	waitLinked(t, a, b)
+	c, _ := connect(t, b.mqtt, "durable", packet.V5, false, 600, nil)
+	subscribe(t, c, "h/#", 1)
+	c.Close()
+	waitRoutes(t, a, 1)
+	gate := make(chan struct{})
+	gs.setGate(gate)
+
+	pub, _ := connect(t, a.mqtt, "pub", packet.V5, true, 0, nil)
+	acked := make(chan struct{})
+	if err := pub.PublishAsync(&packet.Publish{Topic: "h/1", Payload: []byte("held"), QoS: 1},
+		func(packet.ReasonCode, error) { close(acked) }); err != nil {
+		t.Fatal(err)
+	}
+	// the message reached b and waits for its write; then the link goes
+	time.Sleep(300 * time.Millisecond)
+	a.n.cutAll()
+	b.n.cutAll()
+	close(gate)
+	<-acked
+
+	var ib inbox
+	connect(t, b.mqtt, "durable", packet.V5, false, 600, &ib)
+	testutil.Eventually(t, 5*time.Second, func() bool { return ib.len() == 1 },
+		"the message held while its link closed was never delivered")
+}
