@@ -80,6 +80,9 @@ for pass in $(seq 1 "$PASSES"); do
     run "cluster-fanin-q$q" fanin -pubs 50 -subs 1 -q "$q" -duration "$DUR" -sub-h "$H1" -pub-h "$H2,$H3"
   done
   run single-p2p-latency p2p -pubs 50 -subs 50 -q 1 -rate 2000 -duration "$DUR" -h "$HS"
+  # the cluster's own node, all clients on it: what being in a cluster
+  # costs without a hop, to tell it from the hop's cost
+  run cluster-local-p2p-latency p2p -pubs 50 -subs 50 -q 1 -rate 2000 -duration "$DUR" -h "$H1"
   run cluster-p2p-latency p2p -pubs 50 -subs 50 -q 1 -rate 2000 -duration "$DUR" -sub-h "$H1" -pub-h "$H2,$H3"
   # one session moving at a time (-i 100 ms between reconnections), then 20 at once
   run cluster-session-move persist -pubs 10 -subs 20 -count 1000 -q 1 -h "$H1,$H2,$H3" -move -i 100
