@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"runtime/trace"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,6 +52,7 @@ func serveCmd(args []string, stderr io.Writer) error {
 	verbose := fs.Bool("v", false, "verbose: log at debug level")
 	dataDir := fs.String("data-dir", "", "keep sessions and retained messages in `folder` (persistence true + persistence_location)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to `file` until shutdown (for performance work)")
+	traceFile := fs.String("trace", "", "write a runtime execution trace to `file` until shutdown (go tool trace; for latency work)")
 	daemon := fs.Bool("d", false, "run in the background (not supported: use your service manager)")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err.Error()}
@@ -86,6 +88,20 @@ func serveCmd(args []string, stderr io.Writer) error {
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
+	}
+	if *traceFile != "" {
+		f, err := os.Create(*traceFile)
+		if err != nil {
+			return err
+		}
+		if err := trace.Start(f); err != nil {
+			f.Close()
+			return err
+		}
+		defer func() {
+			trace.Stop()
+			f.Close()
+		}()
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
