@@ -266,11 +266,16 @@ func (p *publisher) run(ctx context.Context, addr string) {
 	if err != nil {
 		return
 	}
-	defer c.nc.Close()
 	window := make(chan struct{}, 16)
 	ids := map[uint16]int{}
 	var idsMu sync.Mutex
 	done := make(chan struct{})
+	defer func() {
+		// the reader of acknowledgements ends before run returns: the
+		// caller reads p.acked then
+		c.nc.Close()
+		<-done
+	}()
 	go func() { // acknowledgements
 		defer close(done)
 		for {
