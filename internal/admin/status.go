@@ -23,6 +23,10 @@ type ClusterStatus struct {
 	Clients int `json:"clients"`
 	// Sessions is the number of sessions held by this node.
 	Sessions int `json:"sessions"`
+	// Forwarded counts messages sent to other nodes; Dropped those meant
+	// for a node whose link was down or full (and not sent).
+	Forwarded uint64 `json:"forwarded"`
+	Dropped   uint64 `json:"dropped"`
 }
 
 // Member states, for MemberStatus.State.

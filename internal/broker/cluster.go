@@ -79,9 +79,6 @@ type SessionState struct {
 // that keeps one gets a copy (routeAsync with ephemeral set).
 var ephemeralPool = sync.Pool{New: func() any { return new(session.Message) }}
 
-// ErrDraining refuses work while the broker hands its sessions over.
-var ErrDraining = errors.New("broker: draining")
-
 // ErrSessionOnline: Install found the client connected here with a
 // session of its own, which a transferred one must not replace.
 var ErrSessionOnline = errors.New("broker: the client is connected here")

@@ -275,9 +275,6 @@ func (n *Node) Leave(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
-	if len(errs) > 0 {
-		n.log.Warn("cluster: left with problems", "problems", len(errs), "first", errs[0])
-	}
 	return errors.Join(errs...)
 }
 

@@ -127,7 +127,7 @@ func (n *Node) memberAlive(m *memberlist.Node) {
 	if !mb.alive || mb.inc != inc {
 		mb.since = time.Now()
 	}
-	mb.alive, mb.linkAddr, mb.inc, mb.formed, mb.gossip = true, addr, inc, formed, m.Address()
+	mb.alive, mb.linkAddr, mb.inc, mb.formed = true, addr, inc, formed
 	n.mu.Unlock()
 	if !wasAlive {
 		n.log.Info("cluster: node alive", "peer", m.Name, "link", addr)

@@ -122,7 +122,6 @@ type member struct {
 	formed   bool
 	alive    bool
 	since    time.Time
-	gossip   string
 }
 
 var _ broker.Router = (*Node)(nil)
@@ -559,7 +558,6 @@ func (n *Node) flushRoutesLocked() {
 
 type fwdTarget struct {
 	node   string
-	direct bool
 	shared []proto.SharedTarget
 }
 
@@ -579,7 +577,7 @@ func (n *Node) Forward(msg *session.Message, publisherID string, shared []broker
 	n.tableMu.RLock()
 	n.table.Match(msg.Topic, func(node string, direct bool, sg []SharedGroup) {
 		if direct {
-			targets = append(targets, fwdTarget{node: node, direct: true})
+			targets = append(targets, fwdTarget{node: node})
 		}
 		for _, g := range sg {
 			if remoteGroups == nil {
@@ -786,17 +784,6 @@ func (n *Node) Close() error {
 	n.mu.Unlock()
 	n.wg.Wait()
 	return nil
-}
-
-// Stats are the node's forwarding counters.
-type Stats struct {
-	Forwarded uint64 // messages queued to other nodes
-	Dropped   uint64 // messages for unreachable nodes or full links
-}
-
-// Stats returns the forwarding counters.
-func (n *Node) Stats() Stats {
-	return Stats{Forwarded: n.forwarded.Load(), Dropped: n.dropped.Load()}
 }
 
 func itoa(v uint64) string { return strconv.FormatUint(v, 10) }
