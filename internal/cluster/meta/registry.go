@@ -31,12 +31,16 @@ var (
 	ErrClosed = errors.New("meta: registry closed")
 )
 
-// Default Raft timing, tuned for a LAN or loopback.
+// Default Raft timing, tuned for a LAN or loopback. CommitTimeout is how
+// often an idle leader sends each follower an empty AppendEntries (how
+// late a follower's copy may learn of a commit); 10 ms made an idle
+// 3-node cluster's leader use 6.5% of a core, 50 ms (Raft's own default)
+// 3.7%. Writes are not slowed by it: they are sent at once.
 const (
 	DefaultHeartbeatTimeout   = 500 * time.Millisecond
 	DefaultElectionTimeout    = 500 * time.Millisecond
 	DefaultLeaderLeaseTimeout = 250 * time.Millisecond
-	DefaultCommitTimeout      = 10 * time.Millisecond
+	DefaultCommitTimeout      = 50 * time.Millisecond
 )
 
 // Config configures a Registry.
