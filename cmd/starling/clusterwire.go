@@ -95,7 +95,7 @@ func (s *server) leaveCluster() {
 // status is the admin API's cluster status.
 func (s *server) status() *admin.ClusterStatus {
 	st := &admin.ClusterStatus{Serving: true, Clients: s.b.ClientCount(), Sessions: s.b.SessionCount(),
-		Retained: s.b.Stats().Retained}
+		Retained: s.b.SharedRetainedCount()}
 	if s.node == nil {
 		h, _ := os.Hostname()
 		st.Node = h

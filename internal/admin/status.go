@@ -17,7 +17,8 @@ type ClusterStatus struct {
 	Registry RegistryStatus `json:"registry"`
 	// Routes is the number of remote routes known.
 	Routes int `json:"routes"`
-	// Retained is the number of retained messages held.
+	// Retained is the number of retained messages held, not counting the
+	// node's own $SYS topics (which are not replicated).
 	Retained int `json:"retained"`
 	// Clients is the number of clients connected to this node.
 	Clients int `json:"clients"`

@@ -343,3 +343,17 @@ func (b *Broker) SessionCount() int {
 	defer b.mu.Unlock()
 	return len(b.sessions)
 }
+
+// SharedRetainedCount is the number of retained messages other than the
+// node's own $SYS topics: those that the cluster replicates, so that it is
+// the same on every node once they have converged.
+func (b *Broker) SharedRetainedCount() int {
+	b.retMu.RLock()
+	defer b.retMu.RUnlock()
+	sys := 0
+	b.retained.Match("$SYS/#", func(string, *session.Message) bool {
+		sys++
+		return true
+	})
+	return b.retained.Len() - sys
+}
