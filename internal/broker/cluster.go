@@ -126,6 +126,17 @@ func (b *Broker) SetRetained(r *MessageRecord) error {
 	return b.apply(&batch, false)
 }
 
+// InRetainedOrder runs fn in turn with this node's own retained writes,
+// each of which is applied and stamped for the cluster (Router.Retained)
+// in one step: a write from another node applied in fn (SetRetained)
+// cannot fall between the two, where it would be stamped older than the
+// local write yet applied after it.
+func (b *Broker) InRetainedOrder(fn func()) {
+	b.retOrder.Lock()
+	defer b.retOrder.Unlock()
+	fn()
+}
+
 // EachRetained calls fn for every retained message (not $SYS), to send
 // them to a node that joins.
 func (b *Broker) EachRetained(fn func(r *MessageRecord)) {

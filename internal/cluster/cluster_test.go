@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -755,4 +756,30 @@ func TestLinkLossReleasesHeldDeliveries(t *testing.T) {
 	connect(t, b.mqtt, "durable", packet.V5, false, 600, &ib)
 	testutil.Eventually(t, 5*time.Second, func() bool { return ib.len() == 1 },
 		"the message held while its link closed was never delivered")
+}
+
+// TestLinkLostRightAfterDialIsDialedAgain: a link that goes down while
+// its dial is still finishing (the reader's ensureLink then sees a dial
+// under way) is dialed again, not left down for good.
+func TestLinkLostRightAfterDialIsDialedAgain(t *testing.T) {
+	nodes := startCluster(t, 2, clusterOpts{})
+	waitLinked(t, nodes...)
+	dialer := nodes[0] // n1 < n2: n1 dials
+	var drops atomic.Int32
+	hook := func(l *link) {
+		if drops.Add(1) > 3 {
+			return
+		}
+		l.close()
+		// the reader's linkDown runs meanwhile, while the dial goroutine
+		// has not returned yet
+		for end := time.Now().Add(5 * time.Second); dialer.n.linkTo(l.peer) == l && time.Now().Before(end); {
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	dialer.n.dialed.Store(&hook)
+	dialer.n.linkTo("n2").close()
+	testutil.Eventually(t, 20*time.Second, func() bool { return drops.Load() > 3 }, "link not dialed again after it was lost while its dial finished")
+	waitLinked(t, nodes...)
 }

@@ -190,13 +190,14 @@ func (n *Node) ensureLink(peer string) {
 	n.dialing[peer] = true
 	n.mu.Unlock()
 	n.goroutine(func() {
-		defer func() {
-			n.mu.Lock()
-			delete(n.dialing, peer)
-			n.mu.Unlock()
-		}()
 		delay := 50 * time.Millisecond
+		var wait time.Duration
 		for {
+			// Whether to stop and the clearing of dialing are one step
+			// under n.mu: a link that goes down after this check finds
+			// dialing cleared and calls ensureLink again; one that went
+			// down before it (even right after a successful dial) is
+			// dialed again here.
 			n.mu.Lock()
 			mb := n.members[peer]
 			alive := mb != nil && mb.alive
@@ -205,21 +206,31 @@ func (n *Node) ensureLink(peer string) {
 				addr = mb.linkAddr
 			}
 			up := n.links[peer] != nil
-			n.mu.Unlock()
 			if !alive || up || n.closing.Load() {
+				delete(n.dialing, peer)
+				n.mu.Unlock()
 				return
 			}
-			err := n.dialLink(peer, addr)
-			if err == nil {
-				return
+			n.mu.Unlock()
+			if wait > 0 {
+				select {
+				case <-n.quit:
+					n.mu.Lock()
+					delete(n.dialing, peer)
+					n.mu.Unlock()
+					return
+				case <-time.After(wait):
+				}
 			}
-			n.log.Debug("cluster: link dial failed", "peer", peer, "err", err)
-			select {
-			case <-n.quit:
-				return
-			case <-time.After(delay):
+			if err := n.dialLink(peer, addr); err != nil {
+				n.log.Debug("cluster: link dial failed", "peer", peer, "err", err)
+				wait = delay
+				delay = min(2*delay, 2*time.Second)
+				continue
 			}
-			delay = min(2*delay, 2*time.Second)
+			// up: the check above ends the loop, unless the link already
+			// died, and then it is dialed again after a short wait
+			wait, delay = 50*time.Millisecond, 50*time.Millisecond
 		}
 	})
 }

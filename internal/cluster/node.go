@@ -106,6 +106,9 @@ type Node struct {
 	// blocked, when set (tests), refuses link-port traffic with a peer
 	// address: a partition of links and Raft, gossip untouched
 	blocked atomic.Pointer[func(addr string) bool]
+	// dialed, when set (tests), runs after a dialed link is up, before
+	// the dial returns
+	dialed atomic.Pointer[func(l *link)]
 
 	connMu sync.Mutex
 	conns  map[*trackedConn]struct{}
@@ -375,7 +378,11 @@ func (n *Node) dialLink(peer, addr string) error {
 		return fmt.Errorf("cluster: %s refused the link", addr)
 	}
 	nc.SetDeadline(time.Time{})
-	n.linkUp(newLink(n, peer, ack.Incarnation, nc))
+	l := newLink(n, peer, ack.Incarnation, nc)
+	n.linkUp(l)
+	if f := n.dialed.Load(); f != nil {
+		(*f)(l)
+	}
 	return nil
 }
 
@@ -686,6 +693,11 @@ func (n *Node) Retained(msg *session.Message) {
 // receiveRetained applies another node's retained write if it is newer
 // than what this node has (last writer wins).
 func (n *Node) receiveRetained(r *proto.Retained) {
+	// the broker's order first, then retMu, as for a local write
+	n.b.InRetainedOrder(func() { n.applyRetained(r) })
+}
+
+func (n *Node) applyRetained(r *proto.Retained) {
 	n.retMu.Lock()
 	if err := n.clock.Observe(time.Now(), r.Time); err != nil {
 		n.log.Warn("cluster: clock of a peer far ahead", "err", err)
