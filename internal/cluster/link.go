@@ -231,7 +231,7 @@ func (l *link) close() {
 	l.unacked = nil
 	close(l.done)
 	l.mu.Unlock()
-	l.nc.Close()
+	closeNow(l.nc)
 	// what the peer had not acknowledged is lost for it, as what is
 	// forwarded while no link is up (README, "Limits"): counted, and the
 	// publisher, whose message reached every other node, is not failed
@@ -428,12 +428,32 @@ type trackedConn struct {
 }
 
 func (t *trackedConn) Close() error {
+	t.untrack()
+	return t.Conn.Close()
+}
+
+func (t *trackedConn) untrack() {
 	t.once.Do(func() {
 		t.n.connMu.Lock()
 		delete(t.n.conns, t)
 		t.n.connMu.Unlock()
 	})
-	return t.Conn.Close()
+}
+
+// closeNow closes nc without waiting. A TLS connection's Close first sends
+// close_notify, which on a cut link waits for its 5 s deadline and would
+// hold up the caller: memberlist's NotifyLeave (memberDead) among them,
+// which runs under memberlist's own lock. The socket under it is closed
+// instead.
+func closeNow(nc net.Conn) error {
+	if t, ok := nc.(*trackedConn); ok {
+		t.untrack()
+		nc = t.Conn
+	}
+	if tc, ok := nc.(*tls.Conn); ok {
+		return tc.NetConn().Close()
+	}
+	return nc.Close()
 }
 
 func (n *Node) track(nc net.Conn) net.Conn {
