@@ -219,6 +219,13 @@ func (l *link) acked(a *proto.ForwardAck) {
 	}
 }
 
+// isClosed reports whether close was called.
+func (l *link) isClosed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.closed
+}
+
 // close shuts the link and fails what waits for it; safe twice.
 func (l *link) close() {
 	l.mu.Lock()

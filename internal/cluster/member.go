@@ -333,9 +333,10 @@ func (n *Node) setFormed() {
 	}
 }
 
-// maybeBootstrap forms the registry with the first voters (by name) when
-// Expect nodes are alive and none of them belongs to a formed registry
-// (a node joining a formed cluster waits for the leader to add it).
+// maybeBootstrap forms the registry, on the first node by name, with the
+// first voters (by name) when Expect nodes are alive and none of them
+// belongs to a formed registry (a node joining a formed cluster waits for
+// the leader to add it).
 func (n *Node) maybeBootstrap() {
 	alive, _ := n.membership()
 	n.mu.Lock()
@@ -351,8 +352,13 @@ func (n *Node) maybeBootstrap() {
 	}
 	slices.SortFunc(alive, func(a, b meta.Server) int { return strings.Compare(a.ID, b.ID) })
 	voters := alive[:meta.VoterTarget(len(alive))]
-	if !slices.ContainsFunc(voters, func(s meta.Server) bool { return s.ID == n.name }) {
-		return // a voter bootstraps and adds this node
+	if voters[0].ID != n.name {
+		// One node bootstraps, the first by name: Raft needs every
+		// bootstrapping node to give the same voters, and two nodes that
+		// see different sets of nodes at that moment would not. The
+		// others, without a configuration, vote for it and are then
+		// given the registry's log; the leader adds the rest (Reconcile).
+		return
 	}
 	if err := n.reg.Bootstrap(voters); err != nil {
 		n.log.Warn("cluster: registry bootstrap", "err", err)

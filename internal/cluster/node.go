@@ -455,6 +455,12 @@ func (n *Node) handle(l *link, m proto.Message) error {
 			return fmt.Errorf("cluster: routes of %s from %s", m.Origin, l.peer)
 		}
 		n.tableMu.Lock()
+		if l.isClosed() {
+			// the node was declared dead (memberDead closes the link,
+			// then drops its routes under tableMu): late routes stay out
+			n.tableMu.Unlock()
+			return nil
+		}
 		err := n.table.ApplySnapshot(m)
 		n.tableMu.Unlock()
 		if err != nil && !errors.Is(err, ErrStale) {
@@ -465,6 +471,10 @@ func (n *Node) handle(l *link, m proto.Message) error {
 			return fmt.Errorf("cluster: routes of %s from %s", m.Origin, l.peer)
 		}
 		n.tableMu.Lock()
+		if l.isClosed() {
+			n.tableMu.Unlock()
+			return nil
+		}
 		err := n.table.ApplyDelta(m)
 		n.tableMu.Unlock()
 		switch {
