@@ -346,22 +346,23 @@ func (n *Node) pushSession(ctx context.Context, clientID string) error {
 // that changes nothing, after which this node's copy is current.
 const syncClientID = "$starling/registry-sync"
 
-// adoptSessions runs once after start, when the registry is in reach. A
+// adoptSessions runs after start, when the registry is in reach, until it
+// reports ok (the registry answered for every session). A
 // persistent session this node loaded from its store while the registry
 // gives the client id to another node (the client moved while this node
 // was down) is dropped here; one the registry forgot (this node was
 // removed from it while down) is claimed again, so that the client finds
 // it wherever it reconnects.
-func (n *Node) adoptSessions() {
+func (n *Node) adoptSessions() (ok bool) {
 	ids := n.b.PersistentSessions()
 	if len(ids) == 0 {
-		return
+		return true
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := n.reg.Release(ctx, syncClientID, n.name, 0); err != nil {
-		n.log.Warn("cluster: stored sessions not checked against the registry", "err", err)
-		return
+		n.log.Warn("cluster: stored sessions not checked against the registry, trying again", "err", err)
+		return false
 	}
 	for {
 		st := n.reg.Status()
@@ -370,12 +371,14 @@ func (n *Node) adoptSessions() {
 		}
 		select {
 		case <-ctx.Done():
-			return
+			n.log.Warn("cluster: registry copy not caught up, stored sessions checked again later")
+			return false
 		case <-n.quit:
-			return
+			return true
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+	ok = true
 	dropped, claimed := 0, 0
 	drop := func(id string) {
 		if _, done := n.b.Handover(id); done != nil {
@@ -392,7 +395,8 @@ func (n *Node) adoptSessions() {
 			prev, _, err := n.reg.Claim(ctx, id, n.name)
 			switch {
 			case err != nil:
-				n.log.Warn("cluster: stored session not registered", "client_id", id, "err", err)
+				n.log.Warn("cluster: stored session not registered, trying again", "client_id", id, "err", err)
+				ok = false
 			case prev.Node != "" && prev.Node != n.name:
 				drop(id)
 			default:
@@ -403,4 +407,5 @@ func (n *Node) adoptSessions() {
 	if dropped+claimed > 0 {
 		n.log.Info("cluster: stored sessions checked against the registry", "dropped_moved_elsewhere", dropped, "registered_again", claimed)
 	}
+	return ok
 }

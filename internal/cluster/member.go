@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -295,7 +296,7 @@ func (n *Node) resolveSeeds() []string {
 func (n *Node) registryLoop() {
 	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
-	adopted := false
+	var adopted, adopting atomic.Bool
 	for {
 		select {
 		case <-n.quit:
@@ -310,10 +311,17 @@ func (n *Node) registryLoop() {
 			}
 			continue
 		}
-		if !adopted {
+		if !adopted.Load() && !adopting.Load() {
 			if id, _ := n.reg.Leader(); id != "" {
-				adopted = true
-				n.goroutine(n.adoptSessions)
+				// until it succeeds once (a registry that fails during
+				// the check, a leader election, is tried again)
+				adopting.Store(true)
+				n.goroutine(func() {
+					if n.adoptSessions() {
+						adopted.Store(true)
+					}
+					adopting.Store(false)
+				})
 			}
 		}
 		if n.reg.IsLeader() {
