@@ -783,3 +783,21 @@ func TestLinkLostRightAfterDialIsDialedAgain(t *testing.T) {
 	testutil.Eventually(t, 20*time.Second, func() bool { return drops.Load() > 3 }, "link not dialed again after it was lost while its dial finished")
 	waitLinked(t, nodes...)
 }
+
+// TestNodeWithSeedsWaitsBeforeFormingAlone: with cluster_expect 1 and
+// seeds that do not answer (a node added while they are down), the node
+// does not form a registry of its own at once, which would never merge
+// with theirs; it forms one alone only after soloBootstrapWait.
+func TestNodeWithSeedsWaitsBeforeFormingAlone(t *testing.T) {
+	seed := "127.0.0.1:" + strconv.Itoa(testutil.FreePort(t)) // nothing listens
+	start := time.Now()
+	a := startNode(t, "a", []string{seed}, clusterOpts{expect: 1})
+	time.Sleep(2 * time.Second) // absence check: several registry ticks
+	if a.n.formed.Load() {
+		t.Fatal("a node with unanswering seeds formed a registry alone at once")
+	}
+	testutil.Eventually(t, soloBootstrapWait+5*time.Second, func() bool { return a.n.formed.Load() }, "never formed alone")
+	if d := time.Since(start); d < soloBootstrapWait {
+		t.Fatalf("formed alone after %v, before %v", d, soloBootstrapWait)
+	}
+}

@@ -341,6 +341,10 @@ func (n *Node) setFormed() {
 	}
 }
 
+// soloBootstrapWait is how long a node that has seeds but sees no other
+// node waits before it forms a registry alone (cluster_expect 1).
+const soloBootstrapWait = 10 * time.Second
+
 // maybeBootstrap forms the registry, on the first node by name, with the
 // first voters (by name) when Expect nodes are alive and none of them
 // belongs to a formed registry (a node joining a formed cluster waits for
@@ -356,6 +360,13 @@ func (n *Node) maybeBootstrap() {
 	}
 	n.mu.Unlock()
 	if anyFormed || len(alive) < n.cfg.Expect {
+		return
+	}
+	if len(alive) == 1 && len(n.cfg.Join) > 0 && time.Since(n.started) < soloBootstrapWait {
+		// alone, with seeds to join (cluster_expect 1, the default): a
+		// node added to a running cluster whose seeds do not answer at
+		// once must not form a registry of its own, which would never
+		// merge with theirs; it waits a while for them first
 		return
 	}
 	slices.SortFunc(alive, func(a, b meta.Server) int { return strings.Compare(a.ID, b.ID) })

@@ -106,6 +106,8 @@ type Node struct {
 	// blocked, when set (tests), refuses link-port traffic with a peer
 	// address: a partition of links and Raft, gossip untouched
 	blocked atomic.Pointer[func(addr string) bool]
+	started time.Time // when Start ran
+
 	// dialed, when set (tests), runs after a dialed link is up, before
 	// the dial returns
 	dialed atomic.Pointer[func(l *link)]
@@ -185,6 +187,7 @@ func (n *Node) Name() string { return n.name }
 // until it finds them).
 func (n *Node) Start(b *broker.Broker) error {
 	n.b = b
+	n.started = time.Now()
 	n.coarseNow.Store(time.Now().UnixNano())
 	ln, err := net.Listen("tcp", n.cfg.LinkAddr)
 	if err != nil {
