@@ -89,33 +89,19 @@ func serveCmd(args []string, stderr io.Writer) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	if *traceFile != "" {
-		f, err := os.Create(*traceFile)
+	for _, p := range []struct {
+		path  string
+		start func(io.Writer) error
+		stop  func()
+	}{{*traceFile, trace.Start, trace.Stop}, {*cpuProfile, pprof.StartCPUProfile, pprof.StopCPUProfile}} {
+		if p.path == "" {
+			continue
+		}
+		stop, err := recordTo(p.path, p.start, p.stop)
 		if err != nil {
 			return err
 		}
-		if err := trace.Start(f); err != nil {
-			f.Close()
-			return err
-		}
-		defer func() {
-			trace.Stop()
-			f.Close()
-		}()
-	}
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return err
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			f.Close()
-			return err
-		}
-		defer func() {
-			pprof.StopCPUProfile()
-			f.Close()
-		}()
+		defer stop()
 	}
 	s, err := newServer(cfg, *cfgPath, stderr)
 	if err != nil {
@@ -442,4 +428,21 @@ func (s *server) reload() {
 			s.log.Error("TLS files not reloaded", "err", err)
 		}
 	}
+}
+
+// recordTo starts a runtime recording (execution trace, CPU profile) into
+// the file at path; the returned func stops it and closes the file.
+func recordTo(path string, start func(io.Writer) error, stop func()) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := start(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		stop()
+		f.Close()
+	}, nil
 }
