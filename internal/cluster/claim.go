@@ -395,8 +395,9 @@ func (n *Node) adoptSessions() (ok bool) {
 			prev, _, err := n.reg.Claim(ctx, id, n.name)
 			switch {
 			case err != nil:
-				n.log.Warn("cluster: stored session not registered, trying again", "client_id", id, "err", err)
-				ok = false
+				n.log.Warn("cluster: stored session not registered", "client_id", id, "err", err)
+				// tried again later, unless the registry refuses it for good
+				ok = ok && errors.Is(err, meta.ErrInvalid)
 			case prev.Node != "" && prev.Node != n.name:
 				drop(id)
 			default:
