@@ -136,6 +136,24 @@ func TestPayloadHeader(t *testing.T) {
 	}
 }
 
+// At a fixed rate, publishers started together send in turns spread over
+// one interval, not all at the same instants.
+func TestFirstDueSpreadsPublishers(t *testing.T) {
+	start := time.Unix(1000, 0)
+	// 4 publishers at 40 messages/s each: one interval is 25 ms
+	for i, want := range []time.Duration{0, 6250 * time.Microsecond, 12500 * time.Microsecond, 18750 * time.Microsecond} {
+		if got := firstDue(start, 40, i, 4).Sub(start); got != want {
+			t.Errorf("publisher %d of 4: first due %v after start, want %v", i, got, want)
+		}
+	}
+	if got := firstDue(start, 0, 3, 4); !got.Equal(start) {
+		t.Errorf("saturation: first due %v, want start", got)
+	}
+	if got := firstDue(start, 40, 0, 1); !got.Equal(start) {
+		t.Errorf("one publisher: first due %v, want start", got)
+	}
+}
+
 func TestParseStatCPU(t *testing.T) {
 	stat := []byte("1234 (my (odd) name) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 10 0 123 456 789")
 	d, err := parseStatCPU(stat)

@@ -349,9 +349,10 @@ type slot struct {
 
 // publish sends on jobs in turn, at rate messages/s (0: as fast as the
 // broker takes them), count messages per job (0: no limit), until stop is
-// closed. It returns once every QoS 1/2 publish is acknowledged or failed,
-// or ackWait after stop, whichever is first.
-func (r *run) publish(sctx context.Context, cl *client.Client, jobs []job, rate float64, count int, ackWait time.Duration, ackLatency bool, shard int) {
+// closed; at a fixed rate its first message is due at first (see
+// firstDue). It returns once every QoS 1/2 publish is acknowledged or
+// failed, or ackWait after stop, whichever is first.
+func (r *run) publish(sctx context.Context, cl *client.Client, jobs []job, rate float64, first time.Time, count int, ackWait time.Duration, ackLatency bool, shard int) {
 	c := &r.c
 	stop := sctx.Done()
 	seqs := make([]uint64, len(jobs))
@@ -384,7 +385,6 @@ func (r *run) publish(sctx context.Context, cl *client.Client, jobs []job, rate 
 		}
 	}
 	var timer *time.Timer
-	start := time.Now()
 	var interval time.Duration
 	if rate > 0 {
 		interval = time.Duration(float64(time.Second) / rate)
@@ -397,7 +397,7 @@ loop:
 		default:
 		}
 		if interval > 0 {
-			due := start.Add(time.Duration(n) * interval)
+			due := first.Add(time.Duration(n) * interval)
 			if wait := time.Until(due); wait > 100*time.Microsecond {
 				if timer == nil {
 					timer = time.NewTimer(wait)
@@ -657,6 +657,20 @@ func (r *run) runPub(ctx context.Context) (phases, error) {
 	return ph, ctx.Err()
 }
 
+// firstDue is when publisher i of n, each sending rate messages/s from
+// start, sends its first message: at a fixed rate the publishers take
+// turns, spread evenly over one interval, so that the broker sees a
+// steady rate, not every publisher's message at the same instant then
+// nothing (a burst of n messages, the last of which waits for all the
+// others: what a latency percentile would then measure).
+func firstDue(start time.Time, rate float64, i, n int) time.Time {
+	if rate <= 0 || n <= 1 {
+		return start
+	}
+	interval := float64(time.Second) / rate
+	return start.Add(time.Duration(interval * float64(i) / float64(n)))
+}
+
 // pubPhase runs publisher i of cls on jobs(i) until the duration or count
 // is reached.
 func (r *run) pubPhase(ctx context.Context, cls []*client.Client, jobs func(i int) []job, nStreams int, ph *phases) {
@@ -675,10 +689,11 @@ func (r *run) pubPhase(ctx context.Context, cls []*client.Client, jobs func(i in
 		if len(js) == 0 {
 			continue
 		}
+		first := firstDue(ph.pubStart, rate, i, len(cls))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r.publish(sctx, cl, js, rate, c.Count, c.Drain+5*time.Second, r.latKind == "ack", i)
+			r.publish(sctx, cl, js, rate, first, c.Count, c.Drain+5*time.Second, r.latKind == "ack", i)
 		}()
 	}
 	pubsDone := make(chan struct{})
