@@ -10,18 +10,23 @@
 # fan-in too, as the same-run reference. Runs are interleaved, 3 passes,
 # medians printed by the caller from the JSON lines in $OUT.
 #
-#   bench/cluster.sh [-passes N] [-duration 10s] [-only fanin]
+#   bench/cluster.sh [-passes N] [-duration 10s] [-only fanin] [-rate 2000]
+#
+# -rate is the p2p runs' total rate (messages/s; the 50 publishers take
+# turns, evenly spread).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PASSES=3
 DUR=10s
 ONLY=
+RATE=2000
 while [ $# -gt 0 ]; do
   case "$1" in
     -passes) PASSES=$2; shift 2 ;;
     -duration) DUR=$2; shift 2 ;;
     -only) ONLY=$2; shift 2 ;;
-    *) echo "usage: $0 [-passes N] [-duration D] [-only SUBSTRING]" >&2; exit 2 ;;
+    -rate) RATE=$2; shift 2 ;;
+    *) echo "usage: $0 [-passes N] [-duration D] [-only SUBSTRING] [-rate N]" >&2; exit 2 ;;
   esac
 done
 BIN=$(mktemp -d)/starling
@@ -79,11 +84,11 @@ for pass in $(seq 1 "$PASSES"); do
     run "single-fanin-q$q" fanin -pubs 50 -subs 1 -q "$q" -duration "$DUR" -h "$HS"
     run "cluster-fanin-q$q" fanin -pubs 50 -subs 1 -q "$q" -duration "$DUR" -sub-h "$H1" -pub-h "$H2,$H3"
   done
-  run single-p2p-latency p2p -pubs 50 -subs 50 -q 1 -rate 2000 -duration "$DUR" -h "$HS"
+  run single-p2p-latency p2p -pubs 50 -subs 50 -q 1 -rate "$RATE" -duration "$DUR" -h "$HS"
   # the cluster's own node, all clients on it: what being in a cluster
   # costs without a hop, to tell it from the hop's cost
-  run cluster-local-p2p-latency p2p -pubs 50 -subs 50 -q 1 -rate 2000 -duration "$DUR" -h "$H1"
-  run cluster-p2p-latency p2p -pubs 50 -subs 50 -q 1 -rate 2000 -duration "$DUR" -sub-h "$H1" -pub-h "$H2,$H3"
+  run cluster-local-p2p-latency p2p -pubs 50 -subs 50 -q 1 -rate "$RATE" -duration "$DUR" -h "$H1"
+  run cluster-p2p-latency p2p -pubs 50 -subs 50 -q 1 -rate "$RATE" -duration "$DUR" -sub-h "$H1" -pub-h "$H2,$H3"
   # one session moving at a time (-i 100 ms between reconnections), then 20 at once
   run cluster-session-move persist -pubs 10 -subs 20 -count 1000 -q 1 -h "$H1,$H2,$H3" -move -i 100
   run cluster-session-move-burst persist -pubs 10 -subs 20 -count 1000 -q 1 -h "$H1,$H2,$H3" -move

@@ -103,7 +103,7 @@ func (s *server) status() *admin.ClusterStatus {
 	}
 	cs := s.node.Status()
 	st.Node, st.Clustered, st.Routes = cs.Node, true, cs.Routes
-	st.Forwarded, st.Dropped = cs.Forwarded, cs.Dropped
+	st.Forwarded, st.Dropped, st.Relayed = cs.Forwarded, cs.Dropped, cs.Relayed
 	st.Serving = s.node.Healthy() == nil
 	st.Registry = admin.RegistryStatus{State: cs.Registry.State, Leader: cs.Registry.Leader, Sessions: cs.Registry.Sessions,
 		Voters: cs.Registry.Voters, NonVoters: cs.Registry.NonVoters, LastIndex: cs.Registry.LastIndex}

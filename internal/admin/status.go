@@ -28,6 +28,9 @@ type ClusterStatus struct {
 	// for a node whose link was down or full (and not sent).
 	Forwarded uint64 `json:"forwarded"`
 	Dropped   uint64 `json:"dropped"`
+	// Relayed counts messages that reached a session's old node while the
+	// session moved here, passed on by that node and delivered here.
+	Relayed uint64 `json:"relayed"`
 }
 
 // Member states, for MemberStatus.State.

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -148,12 +149,18 @@ type Broker struct {
 	conns    map[*conn]struct{}
 	closed   bool
 	draining bool // Drain was called: no new connections
+	// ghosts are sessions handed over to another node that, for a
+	// moment, pass on what still reaches them here (see Handover)
+	ghosts map[string]*sess
 
 	subMu  sync.RWMutex // guards subs and shared; never held with sess.mu
 	subs   *topic.Trie[*sess, *subscription]
 	shared *topic.Trie[sharedKey, *subscription]
 	rr     atomic.Uint64
 	idSeq  atomic.Uint64
+	// msgNode and msgSeq name the messages published here (session.MsgID)
+	msgNode uint64
+	msgSeq  atomic.Uint64
 
 	retMu    sync.RWMutex
 	retained *topic.Names[*session.Message]
@@ -185,6 +192,7 @@ func New(o Options) *Broker {
 		opts:     o,
 		log:      o.Logger,
 		sessions: make(map[string]*sess),
+		ghosts:   make(map[string]*sess),
 		offline:  make(map[*sess]struct{}),
 		lns:      make(map[Listener]struct{}),
 		conns:    make(map[*conn]struct{}),
@@ -197,6 +205,9 @@ func New(o Options) *Broker {
 		router:   o.Router,
 	}
 	b.scratch.New = func() any { return newMatchScratch() }
+	for b.msgNode == 0 {
+		b.msgNode = rand.Uint64()
+	}
 	b.wg.Add(1)
 	go b.janitor()
 	if o.SysInterval > 0 {

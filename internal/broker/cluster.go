@@ -73,6 +73,9 @@ type SessionState struct {
 	Subscriptions []SubscriptionRecord
 	Deliveries    []DeliveryRecord
 	IncomingQoS2  []uint16
+	// Seen names the messages the session holds or was routed lately
+	// (session.MsgID): the node it moves to takes none of them again.
+	Seen []session.MsgID
 }
 
 // ephemeralPool holds the messages forwarded ones are routed as; a session
@@ -93,10 +96,11 @@ const claimTimeout = 5 * time.Second
 // returns. wait, when not nil, blocks until the deliveries to persistent
 // sessions are stored (QoS 1 and 2), as the origin's acknowledgement
 // requires.
-func (b *Broker) DeliverForwarded(p *packet.Publish, publisherID string, shared []SharedMatch) (n int, wait func() error) {
+func (b *Broker) DeliverForwarded(p *packet.Publish, publisherID string, id session.MsgID, shared []SharedMatch) (n int, wait func() error) {
 	now := time.Now()
 	m := ephemeralPool.Get().(*session.Message)
 	fillMessage(m, p, publisherID, now)
+	m.ID = id
 	n, done := b.routeAsync(m, nil, now, true, inbound{remote: true, publisherID: publisherID, shared: shared})
 	*m = session.Message{}
 	ephemeralPool.Put(m)
@@ -174,13 +178,27 @@ func (b *Broker) Kick(clientID string, at time.Time) {
 	}
 }
 
+// relayGhostLife is how long a session handed over to another node stays
+// here as a ghost passing on what still reaches it: the other nodes may go
+// on forwarding its messages here until they learn that the new node
+// subscribes (milliseconds; a link's route update), and a message
+// published here meanwhile matches it here.
+const relayGhostLife = 2 * time.Second
+
 // Handover takes the session of clientID out of this broker to move it to
 // another node: its connection, if any, is closed (MQTT 5 reason 0x8E),
-// its subscriptions are removed, and its state is returned. The caller
-// must call done: done(true) once the other node has stored the session
-// (its records are then deleted here), done(false) to put it back. state
-// is nil (and done a no-op) when the broker holds no such session.
-func (b *Broker) Handover(clientID string) (state *SessionState, done func(ok bool)) {
+// and its state is returned. The caller must call done: done(true) once
+// the other node has stored the session (its records are then deleted
+// here), done(false) to put it back. state is nil (and done a no-op) when
+// the broker holds no such session.
+//
+// With relay nil the session's subscriptions are removed at once. With
+// relay set the session stays subscribed as a ghost: what is delivered to
+// it from the moment of the snapshot is passed to relay instead (to be
+// sent to the new node, DeliverRelayed there, which takes a message once
+// even when it also arrives directly), until relayGhostLife after done,
+// so that nothing published during the move is lost.
+func (b *Broker) Handover(clientID string, relay RelayFunc) (state *SessionState, done func(ok bool)) {
 	s := b.lockOffline(clientID)
 	if s == nil {
 		b.mu.Unlock()
@@ -188,22 +206,42 @@ func (b *Broker) Handover(clientID string) (state *SessionState, done func(ok bo
 	}
 	delete(b.sessions, clientID)
 	delete(b.offline, s)
+	var oldGhost *sess
+	if relay != nil {
+		oldGhost = b.ghosts[clientID]
+		b.ghosts[clientID] = s
+	}
 	s.mu.Lock()
-	s.gone = true // nothing is delivered to it from now on
+	// snapshot and stop taking deliveries in one step: what follows is
+	// relayed (or dropped)
+	state = s.stateLocked()
+	if relay != nil {
+		s.relay = relay
+		s.st.Reset()
+		s.uncongestLocked()
+	} else {
+		s.gone = true
+	}
 	s.mu.Unlock()
 	b.mu.Unlock()
-	// out of the broker, gone: its state can no longer change, and
-	// copying it does not hold up other clients
-	s.mu.Lock()
-	state = s.stateLocked()
-	s.mu.Unlock()
-	b.dropSession(s)
+	if oldGhost != nil {
+		b.dropSession(oldGhost)
+	}
+	if relay == nil {
+		b.dropSession(s)
+	}
 	return state, func(ok bool) {
 		if !ok {
+			b.dropGhost(clientID, s)
 			if err := b.Install(state); err != nil {
 				b.log.Error("session handover failed and the session could not be restored", "client_id", clientID, "err", err)
 			}
 			return
+		}
+		if relay != nil {
+			s.mu.Lock()
+			s.ghostUntil = time.Now().Add(relayGhostLife)
+			s.mu.Unlock()
 		}
 		var batch Batch
 		if b.store != nil {
@@ -213,6 +251,113 @@ func (b *Broker) Handover(clientID string) (state *SessionState, done func(ok bo
 			}
 		}
 	}
+}
+
+// dropGhost ends the ghost s of clientID (a no-op for another session).
+func (b *Broker) dropGhost(clientID string, s *sess) {
+	b.mu.Lock()
+	if b.ghosts[clientID] == s {
+		delete(b.ghosts, clientID)
+	}
+	b.mu.Unlock()
+	b.dropSession(s)
+}
+
+// sweepGhosts ends the ghosts whose time is up.
+func (b *Broker) sweepGhosts(now time.Time) {
+	var ended []*sess
+	b.mu.Lock()
+	for id, g := range b.ghosts {
+		g.mu.Lock()
+		due := !g.ghostUntil.IsZero() && now.After(g.ghostUntil)
+		g.mu.Unlock()
+		if due {
+			delete(b.ghosts, id)
+			ended = append(ended, g)
+		}
+	}
+	b.mu.Unlock()
+	for _, g := range ended {
+		b.dropSession(g)
+	}
+}
+
+// GhostCount is the number of handed-over sessions still relaying.
+func (b *Broker) GhostCount() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.ghosts)
+}
+
+// DeliverRelayed delivers msg, relayed by the ghost of clientID on another
+// node (see Handover), to the session of clientID here through its
+// subscriptions that match (shared: the shared subscription it was chosen
+// for), once even when it also came directly. Without a session here, a
+// ghost of clientID here relays it further. It reports whether it was
+// taken or passed on. p and its payload may be reused once it returns.
+func (b *Broker) DeliverRelayed(clientID string, p *packet.Publish, publisherID string, id session.MsgID, shared *SharedMatch) bool {
+	b.mu.Lock()
+	s := b.sessions[clientID]
+	if s == nil {
+		s = b.ghosts[clientID]
+	}
+	b.mu.Unlock()
+	if s == nil {
+		return false
+	}
+	now := time.Now()
+	msg := newMessage(p, publisherID, now)
+	msg.ID = id
+	s.mu.Lock()
+	if s.relay != nil {
+		relay := s.relay
+		s.mu.Unlock()
+		relay(msg, shared)
+		return true
+	}
+	if s.gone {
+		s.mu.Unlock()
+		return false
+	}
+	upgrade := b.opts.UpgradeOutgoingQoS
+	var via *subscription
+	var qos byte
+	var rap, matched bool
+	var ids []int
+	for _, sub := range s.subs {
+		if shared != nil {
+			if sub.group == shared.Group && sub.inner == shared.Filter {
+				via, matched = sub, true
+				qos, rap = min(msg.QoS, sub.qos), sub.rap
+				if upgrade {
+					qos = sub.qos
+				}
+				ids = nil
+				if sub.subID > 0 {
+					ids = []int{sub.subID}
+				}
+				break
+			}
+			continue
+		}
+		if sub.group != "" || !topic.Match(sub.inner, msg.Topic) || (sub.noLocal && msg.Origin == clientID) {
+			continue
+		}
+		q := min(msg.QoS, sub.qos)
+		if upgrade {
+			q = sub.qos
+		}
+		qos, rap, matched = max(qos, q), rap || sub.rap, true
+		if sub.subID > 0 {
+			ids = append(ids, sub.subID)
+		}
+	}
+	if !matched || (shared == nil && s.dupLocked(msg, now)) {
+		s.mu.Unlock()
+		return matched
+	}
+	s.mu.Unlock()
+	return s.deliverVia(msg, qos, msg.Retain && rap, ids, now, nil, via)
 }
 
 // stateLocked snapshots the session. s.mu must be held.
@@ -234,6 +379,18 @@ func (s *sess) stateLocked() *SessionState {
 	}
 	st.IncomingQoS2 = s.st.IncomingIDs(nil)
 	slices.Sort(st.IncomingQoS2)
+	// what it holds or took lately, so that the next node takes none
+	// of it twice
+	for _, d := range ds {
+		if !d.Msg.ID.IsZero() {
+			st.Seen = append(st.Seen, d.Msg.ID)
+		}
+	}
+	if s.seen != nil && time.Now().Before(s.seenUntil) {
+		for id := range s.seen {
+			st.Seen = append(st.Seen, id)
+		}
+	}
 	return st
 }
 
@@ -283,11 +440,31 @@ func (b *Broker) Install(st *SessionState) error {
 			return err
 		}
 	}
+	b.mu.Lock()
+	ghost := b.ghosts[id]
+	delete(b.ghosts, id)
+	b.mu.Unlock()
+	if ghost != nil {
+		// the session came back before its ghost here ended
+		b.dropSession(ghost)
+	}
 	l := &loader{b: b, now: time.Now()}
 	rec := st.Session
 	if err := l.Session(&rec); err != nil {
 		return err
 	}
+	// before its subscriptions: every message routed to it is recorded
+	b.mu.Lock()
+	if s := b.sessions[id]; s != nil {
+		s.mu.Lock()
+		s.seen = make(map[session.MsgID]struct{}, len(st.Seen))
+		for _, mid := range st.Seen {
+			s.seen[mid] = struct{}{}
+		}
+		s.seenUntil = l.now.Add(seenWindow)
+		s.mu.Unlock()
+	}
+	b.mu.Unlock()
 	for i := range st.Subscriptions {
 		if err := l.Subscription(id, &st.Subscriptions[i]); err != nil {
 			return err

@@ -225,6 +225,9 @@ func (b *Broker) routeAsync(msg *session.Message, from *sess, now time.Time, eph
 }
 
 func (b *Broker) routeStart(msg *session.Message, from *sess, now time.Time, ephemeral bool, in inbound, async bool) (int, *routeDone) {
+	if msg.ID.IsZero() && b.router != nil {
+		msg.ID = session.MsgID{Node: b.msgNode, Seq: b.msgSeq.Add(1)}
+	}
 	sc := b.scratch.Get().(*matchScratch)
 	sc.enc.reset(msg)
 	sc.enc.ephemeral = ephemeral
@@ -397,7 +400,7 @@ func (b *Broker) deliverShared(msg *session.Message, cands []sharedCand, upgrade
 			if c.sub.subID > 0 {
 				ids = []int{c.sub.subID}
 			}
-			if c.s.deliver(msg, qos, msg.Retain && c.sub.rap, ids, now, ec) {
+			if c.s.deliverVia(msg, qos, msg.Retain && c.sub.rap, ids, now, ec, c.sub) {
 				return true
 			}
 		}

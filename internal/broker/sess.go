@@ -35,6 +35,42 @@ type sess struct {
 	// drained is closed when the queue of a congested online session has
 	// drained (see congestQueue); nil when nobody waits.
 	drained chan struct{}
+	// relay, set on a ghost (a session handed over to another node, see
+	// Handover), passes what is delivered to it on to that node.
+	relay      RelayFunc
+	ghostUntil time.Time // when a ghost ends; zero until its handover is done
+	// seen holds the messages routed to a session that just arrived from
+	// another node, until seenUntil: a message reaching it both from
+	// the old node's ghost and directly is taken once.
+	seen      map[session.MsgID]struct{}
+	seenUntil time.Time
+}
+
+// RelayFunc passes a message delivered to a ghost on to the node its
+// session went to; shared is the subscription it was delivered for when
+// it was chosen as a shared subscription group's member, nil otherwise.
+type RelayFunc func(msg *session.Message, shared *SharedMatch)
+
+// seenWindow is how long a session handed over from another node
+// remembers the messages routed to it (relayGhostLife and some margin
+// for what is still on its way).
+const seenWindow = relayGhostLife + 3*time.Second
+
+// dupLocked reports whether msg already reached s during its seen window,
+// and records it. s.mu must be held.
+func (s *sess) dupLocked(msg *session.Message, now time.Time) bool {
+	if s.seen == nil || msg.ID.IsZero() {
+		return false
+	}
+	if now.After(s.seenUntil) {
+		s.seen = nil
+		return false
+	}
+	if _, ok := s.seen[msg.ID]; ok {
+		return true
+	}
+	s.seen[msg.ID] = struct{}{}
+	return false
 }
 
 // congestQueue is the queue length at which an online session is congested:
@@ -78,10 +114,33 @@ func (s *sess) online() bool {
 // deliver offers msg to the session; false when it was not taken (session
 // gone, not authorized, queue full, QoS 0 for an offline session).
 func (s *sess) deliver(msg *session.Message, qos byte, retain bool, subIDs []int, now time.Time, ec *encCache) bool {
+	return s.deliverVia(msg, qos, retain, subIDs, now, ec, nil)
+}
+
+// deliverVia is deliver for the subscription shared, as a shared
+// subscription group's member (nil: through its other subscriptions).
+// A message routed (ec set) is taken once during the session's seen
+// window; one for a shared group is not checked: the group's member is
+// chosen once per message cluster-wide, so it cannot come twice.
+func (s *sess) deliverVia(msg *session.Message, qos byte, retain bool, subIDs []int, now time.Time, ec *encCache, shared *subscription) bool {
 	s.mu.Lock()
 	if s.gone {
 		s.mu.Unlock()
 		return false
+	}
+	if s.relay != nil {
+		relay := s.relay
+		s.mu.Unlock()
+		var sm *SharedMatch
+		if shared != nil {
+			sm = &SharedMatch{Group: shared.group, Filter: shared.inner}
+		}
+		relay(msg, sm)
+		return true
+	}
+	if ec != nil && shared == nil && s.dupLocked(msg, now) {
+		s.mu.Unlock()
+		return true // taken already
 	}
 	if s.authz != nil {
 		info, az := s.info, s.authz
@@ -272,6 +331,7 @@ func (b *Broker) janitor() {
 			return
 		case now := <-t.C:
 			b.sweep(now)
+			b.sweepGhosts(now)
 			if n%10 == 0 {
 				b.saveCounters()
 			}

@@ -1,17 +1,20 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/starlingmq/starling/internal/broker"
 	"github.com/starlingmq/starling/internal/cluster/meta"
 	"github.com/starlingmq/starling/internal/cluster/proto"
 	"github.com/starlingmq/starling/internal/packet"
+	"github.com/starlingmq/starling/internal/session"
 )
 
 // transfer is a session being received from another node, in parts.
@@ -20,6 +23,10 @@ type transfer struct {
 	parts []*proto.SessionTransfer
 	done  chan struct{} // closed when installed or failed
 	err   error
+	// seen: the messages the session held or took lately (SessionSeen);
+	// relays: messages its old node relayed before it was installed
+	seen   []session.MsgID
+	relays []*proto.Relay
 }
 
 func (x *transfer) fail() {
@@ -156,12 +163,15 @@ func (n *Node) receiveTransfer(l *link, m *proto.SessionTransfer) {
 		return
 	}
 	delete(n.xfers, m.ClientID)
+	n.installing[m.ClientID] = x
 	n.mu.Unlock()
 	// installed off the link's reader, which serves every other session
 	n.goroutine(func() {
+		defer n.relayQueued(m.ClientID, x)
 		code := packet.Success
 		st := sessionFromParts(m.ClientID, x.parts)
 		if st != nil {
+			st.Seen = x.seen
 			switch err := n.b.Install(st); {
 			case errors.Is(err, broker.ErrSessionOnline):
 				// it came too late: the client is connected here with a
@@ -182,6 +192,164 @@ func (n *Node) receiveTransfer(l *link, m *proto.SessionTransfer) {
 	})
 }
 
+// relayQueued delivers the messages relayed for the session of clientID
+// while x was being installed, then lets the next ones through at once.
+func (n *Node) relayQueued(clientID string, x *transfer) {
+	for {
+		n.mu.Lock()
+		rs := x.relays
+		x.relays = nil
+		if len(rs) == 0 {
+			if n.installing[clientID] == x {
+				delete(n.installing, clientID)
+			}
+			n.mu.Unlock()
+			return
+		}
+		n.mu.Unlock()
+		for _, r := range rs {
+			n.deliverRelay(r)
+		}
+	}
+}
+
+// receiveSeen records, for the transfer of a session that follows, the
+// messages the session must not take again.
+func (n *Node) receiveSeen(m *proto.SessionSeen) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	x := n.xfers[m.ClientID]
+	switch {
+	case x != nil && m.Epoch < x.epoch:
+		return // an older transfer's
+	case x == nil || m.Epoch > x.epoch:
+		// a transfer nobody here waits for (a node leaving pushes its
+		// sessions) starts with this
+		if x != nil {
+			x.fail()
+		}
+		x = &transfer{epoch: m.Epoch, done: make(chan struct{})}
+		n.xfers[m.ClientID] = x
+	}
+	for _, id := range m.IDs {
+		x.seen = append(x.seen, session.MsgID(id))
+	}
+}
+
+// receiveRelay takes a message relayed by a session's old node: queued
+// while the session is on its way here, delivered to it otherwise.
+func (n *Node) receiveRelay(m *proto.Relay) {
+	n.mu.Lock()
+	x := n.installing[m.ClientID]
+	if x == nil {
+		x = n.xfers[m.ClientID]
+	}
+	if x != nil {
+		x.relays = append(x.relays, m)
+		n.mu.Unlock()
+		return
+	}
+	n.mu.Unlock()
+	n.deliverRelay(m)
+}
+
+func (n *Node) deliverRelay(m *proto.Relay) {
+	var shared *broker.SharedMatch
+	if m.Group != "" {
+		shared = &broker.SharedMatch{Group: m.Group, Filter: m.Filter}
+	}
+	if n.b.DeliverRelayed(m.ClientID, m.Publish, m.PublisherID, session.MsgID(m.ID), shared) {
+		n.relayed.Add(1)
+	}
+}
+
+// relayer passes what reaches a session handed over from here (its
+// ghost, see broker.Handover) to the node it went to, on the link to
+// that node, after the session's transfer: held until start.
+type relayer struct {
+	n        *Node
+	l        *link
+	clientID string
+	mu       sync.Mutex
+	held     []*proto.Relay
+	open     bool
+}
+
+// newRelayer returns nil when the peer does not take relays (protocol
+// version 1): the ghost then drops what reaches it, as before.
+func (n *Node) newRelayer(l *link, clientID string) *relayer {
+	if l.ver < 2 {
+		return nil
+	}
+	return &relayer{n: n, l: l, clientID: clientID}
+}
+
+// relayFunc is r's broker.RelayFunc, nil for a nil r.
+func (r *relayer) relayFunc() broker.RelayFunc {
+	if r == nil {
+		return nil
+	}
+	return r.relay
+}
+
+func (r *relayer) relay(msg *session.Message, shared *broker.SharedMatch) {
+	m := &proto.Relay{ClientID: r.clientID, ID: proto.MsgID(msg.ID), PublisherID: msg.Origin, Publish: new(packet.Publish)}
+	if shared != nil {
+		m.Group, m.Filter = shared.Group, shared.Filter
+	}
+	rem := new(uint32)
+	publishOf(m.Publish, rem, msg, time.Now())
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.open {
+		if !r.l.send(m) {
+			r.n.dropped.Add(1)
+		}
+		return
+	}
+	// kept past this call: msg's memory may be a read buffer's
+	p := m.Publish
+	p.Payload = bytes.Clone(p.Payload)
+	p.Properties.CorrelationData = bytes.Clone(p.Properties.CorrelationData)
+	p.Properties.User = slices.Clone(p.Properties.User)
+	r.held = append(r.held, m)
+}
+
+// start sends what was held and relays the rest at once; call it once the
+// session's transfer is queued on the link.
+func (r *relayer) start() {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, m := range r.held {
+		if !r.l.send(m) {
+			r.n.dropped.Add(1)
+		}
+	}
+	r.held, r.open = nil, true
+}
+
+// sendSeen sends the messages st holds or took lately ahead of its
+// transfer, in lists of at most maxSeen.
+func sendSeen(l *link, clientID string, epoch uint64, st *broker.SessionState) bool {
+	const maxSeen = 8192
+	if l.ver < 2 || len(st.Seen) == 0 {
+		return true
+	}
+	for ids := range slices.Chunk(st.Seen, maxSeen) {
+		m := &proto.SessionSeen{ClientID: clientID, Epoch: epoch, IDs: make([]proto.MsgID, len(ids))}
+		for i, id := range ids {
+			m.IDs[i] = proto.MsgID(id)
+		}
+		if !l.send(m) {
+			return false
+		}
+	}
+	return true
+}
+
 // acks waiting for the transfers this node sends, by client id and epoch.
 type ackKey struct {
 	clientID string
@@ -192,12 +360,20 @@ type ackKey struct {
 // epoch, and forgets it here once peer has stored it.
 func (n *Node) handOver(peer, clientID string, epoch uint64) {
 	l := n.linkTo(peer)
-	st, done := n.b.Handover(clientID)
 	if l == nil {
+		if _, done := n.b.Handover(clientID, nil); done != nil {
+			done(false)
+		}
+		return
+	}
+	r := n.newRelayer(l, clientID)
+	st, done := n.b.Handover(clientID, r.relayFunc())
+	ch := n.expectAck(ackKey{clientID, epoch})
+	if st != nil && !sendSeen(l, clientID, epoch, st) {
+		n.dropAck(ackKey{clientID, epoch})
 		done(false)
 		return
 	}
-	ch := n.expectAck(ackKey{clientID, epoch})
 	for _, p := range transferParts(clientID, epoch, st) {
 		if !l.send(p) {
 			n.dropAck(ackKey{clientID, epoch})
@@ -205,6 +381,7 @@ func (n *Node) handOver(peer, clientID string, epoch uint64) {
 			return
 		}
 	}
+	r.start()
 	t := time.NewTimer(handoverTimeout)
 	defer t.Stop()
 	select {
@@ -304,7 +481,8 @@ func (n *Node) pushSession(ctx context.Context, clientID string) error {
 	}
 	// out of the broker first: a client that reconnected elsewhere since
 	// the drain has taken its session already, and is not to lose it
-	st, done := n.b.Handover(clientID)
+	r := n.newRelayer(l, clientID)
+	st, done := n.b.Handover(clientID, r.relayFunc())
 	if st == nil {
 		return nil
 	}
@@ -318,6 +496,11 @@ func (n *Node) pushSession(ctx context.Context, clientID string) error {
 		return nil
 	}
 	ch := n.expectAck(ackKey{clientID, epoch})
+	if !sendSeen(l, clientID, epoch, st) {
+		n.dropAck(ackKey{clientID, epoch})
+		done(false)
+		return errLinkDown
+	}
 	for _, p := range transferParts(clientID, epoch, st) {
 		if !l.send(p) {
 			n.dropAck(ackKey{clientID, epoch})
@@ -325,6 +508,7 @@ func (n *Node) pushSession(ctx context.Context, clientID string) error {
 			return errLinkDown
 		}
 	}
+	r.start()
 	select {
 	case code := <-ch:
 		done(!code.IsError() || code == packet.SessionTakenOver)
@@ -381,7 +565,7 @@ func (n *Node) adoptSessions() (ok bool) {
 	ok = true
 	dropped, claimed := 0, 0
 	drop := func(id string) {
-		if _, done := n.b.Handover(id); done != nil {
+		if _, done := n.b.Handover(id, nil); done != nil {
 			done(true)
 		}
 		dropped++

@@ -54,6 +54,7 @@ type link struct {
 	n    *Node
 	peer string
 	inc  uint64 // the peer's incarnation
+	ver  uint32 // the protocol version both ends speak
 	nc   net.Conn
 	up   time.Time
 
@@ -113,8 +114,8 @@ func (w *fwdWait) wait() error {
 	return nil
 }
 
-func newLink(n *Node, peer string, inc uint64, nc net.Conn) *link {
-	l := &link{n: n, peer: peer, inc: inc, nc: nc, up: time.Now(),
+func newLink(n *Node, peer string, inc uint64, ver uint32, nc net.Conn) *link {
+	l := &link{n: n, peer: peer, inc: inc, ver: ver, nc: nc, up: time.Now(),
 		wake: make(chan struct{}, 1), done: make(chan struct{}), acks: make(chan ackItem, 4096)}
 	l.lastIn.Store(time.Now().UnixNano())
 	return l
@@ -175,7 +176,7 @@ func (l *link) forward(fm *proto.ForwardMessage, w *fwdWait) bool {
 	fm.Seq = l.seq
 	fm.NeedsAck = w != nil
 	l.one[0] = *fm
-	f := proto.Forward{Messages: l.one[:]}
+	f := proto.Forward{Messages: l.one[:], V2: l.ver >= 2}
 	out, err := f.AppendTo(l.out)
 	l.one[0] = proto.ForwardMessage{}
 	if err != nil {
@@ -372,7 +373,7 @@ func (l *link) readLoop() error {
 		}
 		if len(frame) > proto.HeaderLen {
 			switch proto.Type(frame[proto.HeaderLen]) {
-			case proto.TypeForward:
+			case proto.TypeForward, proto.TypeForwardV2:
 				buf = frame
 				f, err := fd.Decode(frame)
 				if err != nil {

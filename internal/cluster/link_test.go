@@ -18,7 +18,7 @@ import (
 func TestLinkWriterKeepsFramesWhole(t *testing.T) {
 	a, b := net.Pipe()
 	n := &Node{log: slog.New(slog.DiscardHandler)}
-	l := newLink(n, "peer", 1, a)
+	l := newLink(n, "peer", 1, proto.Version, a)
 	n.goroutine(l.writeLoop)
 	const senders, each = 8, 2000
 	var wg sync.WaitGroup

@@ -85,17 +85,21 @@ type Node struct {
 	leaving   atomic.Bool   // Leave was called: /health fails so load balancers drain the node
 	dropped   atomic.Uint64 // QoS 0 forwards dropped: link down or full
 	forwarded atomic.Uint64
-	coarseNow atomic.Int64 // unix nanoseconds, updated every 100 ms (links' liveness)
+	relayed   atomic.Uint64 // messages relayed by a moved session's old node, delivered here
+	coarseNow atomic.Int64  // unix nanoseconds, updated every 100 ms (links' liveness)
 
-	mu       sync.Mutex // guards links, members, transfers; lock order: routesMu, then mu
-	links    map[string]*link
-	members  map[string]*member
-	dialing  map[string]bool
-	xfers    map[string]*transfer // by client id
-	acks     map[ackKey]chan packet.ReasonCode
-	quit     chan struct{}
-	wg       sync.WaitGroup
-	closeMux sync.Once
+	mu      sync.Mutex // guards links, members, transfers; lock order: routesMu, then mu
+	links   map[string]*link
+	members map[string]*member
+	dialing map[string]bool
+	xfers   map[string]*transfer // by client id
+	// installing holds the transfers whose last part arrived, while
+	// their session is installed: relayed messages wait there
+	installing map[string]*transfer
+	acks       map[ackKey]chan packet.ReasonCode
+	quit       chan struct{}
+	wg         sync.WaitGroup
+	closeMux   sync.Once
 
 	routesMu sync.Mutex // guards local; serialises deltas with snapshots
 	local    *LocalRoutes
@@ -155,7 +159,7 @@ func New(cfg Config) (*Node, error) {
 	inc := uint64(time.Now().UnixNano())
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeName), name: cfg.NodeName, inc: inc, tls: t,
 		links: make(map[string]*link), members: make(map[string]*member), dialing: make(map[string]bool),
-		xfers: make(map[string]*transfer), quit: make(chan struct{}), conns: make(map[*trackedConn]struct{}),
+		xfers: make(map[string]*transfer), installing: make(map[string]*transfer), quit: make(chan struct{}), conns: make(map[*trackedConn]struct{}),
 		local: NewLocalRoutes(cfg.NodeName, inc), table: NewRouteTable(cfg.NodeName),
 		clock: NewClock(cfg.NodeName, 0), retTS: make(map[string]proto.Timestamp)}
 	return n, nil
@@ -351,7 +355,7 @@ func (n *Node) acceptLink(nc net.Conn) {
 		return
 	}
 	nc.SetDeadline(time.Time{})
-	n.linkUp(newLink(n, h.NodeName, h.Incarnation, nc))
+	n.linkUp(newLink(n, h.NodeName, h.Incarnation, v, nc))
 }
 
 // dialLink connects to peer and runs the link; the node with the smaller
@@ -381,7 +385,11 @@ func (n *Node) dialLink(peer, addr string) error {
 		return fmt.Errorf("cluster: %s refused the link", addr)
 	}
 	nc.SetDeadline(time.Time{})
-	l := newLink(n, peer, ack.Incarnation, nc)
+	if ack.ProtocolVersion < proto.MinVersion || ack.ProtocolVersion > proto.Version {
+		nc.Close()
+		return fmt.Errorf("cluster: %s answered with protocol version %d", addr, ack.ProtocolVersion)
+	}
+	l := newLink(n, peer, ack.Incarnation, ack.ProtocolVersion, nc)
 	n.linkUp(l)
 	if f := n.dialed.Load(); f != nil {
 		(*f)(l)
@@ -506,6 +514,10 @@ func (n *Node) handle(l *link, m proto.Message) error {
 		}
 	case *proto.SessionKick:
 		n.b.Kick(m.ClientID, time.Unix(0, m.AtUnixNano))
+	case *proto.SessionSeen:
+		n.receiveSeen(m)
+	case *proto.Relay:
+		n.receiveRelay(m)
 	case *proto.SessionClaim:
 		n.goroutine(func() { n.handOver(l.peer, m.ClientID, m.Epoch) })
 	case *proto.SessionTransfer:
@@ -527,7 +539,7 @@ func (n *Node) receiveForward(l *link, fm *proto.ForwardMessage) {
 			shared = append(shared, broker.SharedMatch{Group: t.Group, Filter: t.Filter})
 		}
 	}
-	_, wait := n.b.DeliverForwarded(fm.Publish, fm.PublisherID, shared)
+	_, wait := n.b.DeliverForwarded(fm.Publish, fm.PublisherID, session.MsgID(fm.ID), shared)
 	if !fm.NeedsAck {
 		if wait != nil {
 			// a local subscriber is behind: the link's reader waits (at
@@ -668,7 +680,7 @@ func (n *Node) Forward(msg *session.Message, publisherID string, shared []broker
 	sent := 0
 	for _, t := range targets {
 		l := n.linkTo(t.node)
-		fm := proto.ForwardMessage{Origin: n.name, PublisherID: publisherID, Publish: p, Shared: t.shared}
+		fm := proto.ForwardMessage{Origin: n.name, PublisherID: publisherID, Publish: p, Shared: t.shared, ID: proto.MsgID(msg.ID)}
 		if l == nil || !l.forward(&fm, w) {
 			n.dropped.Add(1)
 			if w != nil {

@@ -15,6 +15,7 @@ type Status struct {
 	Routes    int // remote routes known
 	Forwarded uint64
 	Dropped   uint64
+	Relayed   uint64
 }
 
 // MemberStatus is one node as this node sees it.
@@ -42,7 +43,7 @@ type RegistryStatus struct {
 // Status returns the node's view of the cluster.
 func (n *Node) Status() Status {
 	rs := n.reg.Status()
-	st := Status{Node: n.name, Forwarded: n.forwarded.Load(), Dropped: n.dropped.Load()}
+	st := Status{Node: n.name, Forwarded: n.forwarded.Load(), Dropped: n.dropped.Load(), Relayed: n.relayed.Load()}
 	st.Registry = RegistryStatus{State: rs.State, Leader: rs.Leader, Sessions: rs.Sessions, LastIndex: rs.LastIndex}
 	voter := make(map[string]bool)
 	for _, s := range rs.Servers {

@@ -26,7 +26,20 @@ type Message struct {
 	Origin string
 	// Size approximates the bytes the message holds, for queue limits.
 	Size int
+	// ID names the publish cluster-wide (zero: unnamed), so that a session
+	// that moved between nodes takes a message that reaches it by two
+	// paths once.
+	ID MsgID
 }
+
+// MsgID names one publish in a cluster: the node it entered by (a random
+// number the node draws when it starts) and its number there.
+type MsgID struct {
+	Node, Seq uint64
+}
+
+// IsZero reports whether id names nothing.
+func (id MsgID) IsZero() bool { return id.Node == 0 && id.Seq == 0 }
 
 // Expired reports whether m has expired at now.
 func (m *Message) Expired(now time.Time) bool {

@@ -53,7 +53,14 @@ func Decode(frame []byte) (Message, error) {
 	case TypeRouteSnapshotRequest:
 		m = &RouteSnapshotRequest{Incarnation: d.uvarint(), Seq: d.uvarint()}
 	case TypeForward:
-		m = d.forward()
+		m = d.forward(false)
+	case TypeForwardV2:
+		m = d.forward(true)
+	case TypeSessionSeen:
+		m = d.sessionSeen()
+	case TypeRelay:
+		m = &Relay{ClientID: d.str(), Group: d.str(), Filter: d.str(), ID: MsgID{Node: d.uvarint(), Seq: d.uvarint()},
+			PublisherID: d.str(), Publish: d.publish()}
 	case TypeForwardAck:
 		m = d.forwardAck()
 	case TypeRetained:
@@ -156,9 +163,20 @@ func (d *decoder) routeDelta() *RouteDelta {
 	return m
 }
 
-func (d *decoder) forward() *Forward {
+func (d *decoder) sessionSeen() *SessionSeen {
+	m := &SessionSeen{ClientID: d.str(), Epoch: d.uvarint()}
+	if n := d.count(2); n > 0 {
+		m.IDs = make([]MsgID, n)
+		for i := range m.IDs {
+			m.IDs[i] = MsgID{Node: d.uvarint(), Seq: d.uvarint()}
+		}
+	}
+	return m
+}
+
+func (d *decoder) forward(v2 bool) *Forward {
 	n := d.count(minForwardMsg)
-	m := &Forward{}
+	m := &Forward{V2: v2}
 	if n == 0 {
 		return m
 	}
@@ -167,6 +185,9 @@ func (d *decoder) forward() *Forward {
 	for i := range m.Messages {
 		f := &m.Messages[i]
 		f.Seq = d.uvarint()
+		if v2 {
+			f.ID = MsgID{Node: d.uvarint(), Seq: d.uvarint()}
+		}
 		f.NeedsAck = d.flags(flagNeedsAck) != 0
 		f.Origin = d.strLike(&lastOrigin)
 		f.PublisherID = d.strLike(&lastPublisher)
@@ -345,9 +366,10 @@ type ForwardDecoder struct {
 // Decode decodes a whole Forward frame as Decode does. The result, and
 // everything in it, is valid until the next call; payloads alias frame.
 func (fd *ForwardDecoder) Decode(frame []byte) (*Forward, error) {
-	if len(frame) < HeaderLen+1 || Type(frame[HeaderLen]) != TypeForward {
+	if len(frame) < HeaderLen+1 || (Type(frame[HeaderLen]) != TypeForward && Type(frame[HeaderLen]) != TypeForwardV2) {
 		return nil, fmt.Errorf("proto: not a Forward frame: %w", ErrMalformed)
 	}
+	v2 := Type(frame[HeaderLen]) == TypeForwardV2
 	n := binary.BigEndian.Uint32(frame)
 	if total := uint64(n) + HeaderLen; uint64(len(frame)) != total {
 		if uint64(len(frame)) < total {
@@ -360,6 +382,7 @@ func (fd *ForwardDecoder) Decode(frame []byte) (*Forward, error) {
 	f := &fd.f
 	clear(f.Messages)
 	f.Messages = f.Messages[:0]
+	f.V2 = v2
 	for i := range count {
 		if i == len(fd.pubs) {
 			fd.pubs = append(fd.pubs, new(packet.Publish))
@@ -367,6 +390,9 @@ func (fd *ForwardDecoder) Decode(frame []byte) (*Forward, error) {
 		f.Messages = append(f.Messages, ForwardMessage{})
 		m := &f.Messages[i]
 		m.Seq = d.uvarint()
+		if v2 {
+			m.ID = MsgID{Node: d.uvarint(), Seq: d.uvarint()}
+		}
 		m.NeedsAck = d.flags(flagNeedsAck) != 0
 		m.Origin = d.strLike(&fd.origin)
 		m.PublisherID = d.strLike(&fd.publisher)
@@ -394,7 +420,7 @@ func (fd *ForwardDecoder) Decode(frame []byte) (*Forward, error) {
 	}
 	d.end()
 	if d.err != nil {
-		return nil, fmt.Errorf("proto: %s: %w", TypeForward, d.err)
+		return nil, fmt.Errorf("proto: %s: %w", f.Type(), d.err)
 	}
 	return f, nil
 }

@@ -114,7 +114,7 @@ func (m *RouteSnapshotRequest) AppendTo(dst []byte) ([]byte, error) {
 // MQTT 5 encoding; a zero PacketID of a QoS 1 or 2 message is written as 1
 // (the encoding cannot carry 0, and the id means nothing between nodes).
 func (m *Forward) AppendTo(dst []byte) ([]byte, error) {
-	dst, start := beginFrame(dst, TypeForward)
+	dst, start := beginFrame(dst, m.Type())
 	dst = appendUvarint(dst, uint64(len(m.Messages)))
 	var err error
 	for i := range m.Messages {
@@ -123,6 +123,10 @@ func (m *Forward) AppendTo(dst []byte) ([]byte, error) {
 			return endFrame(dst, start, encErr("forwarded message %d without a publish", i))
 		}
 		dst = appendUvarint(dst, f.Seq)
+		if m.V2 {
+			dst = appendUvarint(dst, f.ID.Node)
+			dst = appendUvarint(dst, f.ID.Seq)
+		}
 		dst = append(dst, boolFlag(f.NeedsAck, flagNeedsAck))
 		dst = appendString(dst, f.Origin)
 		dst = appendString(dst, f.PublisherID)
@@ -322,6 +326,36 @@ func (m *SessionTransferAck) AppendTo(dst []byte) ([]byte, error) {
 	dst = appendUvarint(dst, m.Epoch)
 	dst = append(dst, byte(m.Code))
 	return endFrame(dst, start, nil)
+}
+
+// AppendTo appends the frame.
+func (m *SessionSeen) AppendTo(dst []byte) ([]byte, error) {
+	dst, start := beginFrame(dst, TypeSessionSeen)
+	dst = appendString(dst, m.ClientID)
+	dst = appendUvarint(dst, m.Epoch)
+	dst = appendUvarint(dst, uint64(len(m.IDs)))
+	for _, id := range m.IDs {
+		dst = appendUvarint(dst, id.Node)
+		dst = appendUvarint(dst, id.Seq)
+	}
+	return endFrame(dst, start, nil)
+}
+
+// AppendTo appends the frame; the Publish as in Forward.
+func (m *Relay) AppendTo(dst []byte) ([]byte, error) {
+	dst, start := beginFrame(dst, TypeRelay)
+	if m.Publish == nil {
+		return endFrame(dst, start, encErr("relay without a publish"))
+	}
+	dst = appendString(dst, m.ClientID)
+	dst = appendString(dst, m.Group)
+	dst = appendString(dst, m.Filter)
+	dst = appendUvarint(dst, m.ID.Node)
+	dst = appendUvarint(dst, m.ID.Seq)
+	dst = appendString(dst, m.PublisherID)
+	var err error
+	dst, err = appendPublish(dst, m.Publish)
+	return endFrame(dst, start, err)
 }
 
 // AppendTo appends the frame as it was received, so that a node can relay

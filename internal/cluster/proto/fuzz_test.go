@@ -49,7 +49,7 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("Decode succeeded, ReadFrame: %v", rerr)
 		}
 		checkRoundTrip(t, data)
-		if len(data) > HeaderLen && Type(data[HeaderLen]) == TypeForward {
+		if len(data) > HeaderLen && (Type(data[HeaderLen]) == TypeForward || Type(data[HeaderLen]) == TypeForwardV2) {
 			// the reusing decoder agrees with Decode, even after decoding
 			// another frame into the same memory
 			var fd ForwardDecoder

@@ -10,7 +10,7 @@ import (
 // oldest it still speaks. See the package comment for what may change
 // between versions.
 const (
-	Version    uint32 = 1
+	Version    uint32 = 2
 	MinVersion uint32 = 1
 )
 
@@ -35,11 +35,16 @@ const (
 	TypeSessionTransfer      Type = 13
 	TypeSessionTransferAck   Type = 14
 	TypeSessionKick          Type = 15
+	// Version 2: forwarded messages carry their MsgID; a session's old
+	// node relays what still reaches it to the new one.
+	TypeForwardV2   Type = 16
+	TypeSessionSeen Type = 17
+	TypeRelay       Type = 18
 )
 
 var typeNames = [...]string{"Invalid", "Hello", "HelloAck", "Ping", "Pong", "RouteSnapshot", "RouteDelta",
 	"RouteSnapshotRequest", "Forward", "ForwardAck", "Retained", "RetainedSnapshot", "SessionClaim",
-	"SessionTransfer", "SessionTransferAck", "SessionKick"}
+	"SessionTransfer", "SessionTransferAck", "SessionKick", "ForwardV2", "SessionSeen", "Relay"}
 
 // String returns the type's name.
 func (t Type) String() string {
@@ -206,11 +211,43 @@ type ForwardMessage struct {
 	// no meaning here (see AppendTo) and it must carry no Topic Alias.
 	Publish *packet.Publish
 	Shared  []SharedTarget
+	// ID names the publish cluster-wide (sent in ForwardV2 only).
+	ID MsgID
 }
 
-// Forward is a batch of forwarded messages.
+// MsgID names one publish in a cluster: a number the node it was
+// published on drew at start, and the publish's number there.
+type MsgID struct {
+	Node, Seq uint64
+}
+
+// Forward is a batch of forwarded messages. V2 sends it as ForwardV2,
+// with each message's ID (protocol version 2).
 type Forward struct {
 	Messages []ForwardMessage
+	V2       bool
+}
+
+// SessionSeen gives the node a session moves to, before the session's
+// transfer (same ClientID and Epoch), the messages the session holds or
+// was routed lately: it takes none of them again. Long lists come in
+// several SessionSeen messages.
+type SessionSeen struct {
+	ClientID string
+	Epoch    uint64
+	IDs      []MsgID
+}
+
+// Relay passes a message that reached a session's old node after the
+// session was handed over (its ghost) to the node the session went to,
+// for that session only. Group and Filter name the shared subscription
+// it was chosen for ("" for the session's other subscriptions).
+type Relay struct {
+	ClientID      string
+	Group, Filter string
+	ID            MsgID
+	PublisherID   string
+	Publish       *packet.Publish
 }
 
 // ForwardStatus is the outcome of one forwarded message.
@@ -385,12 +422,19 @@ func (*Pong) Type() Type                 { return TypePong }
 func (*RouteSnapshot) Type() Type        { return TypeRouteSnapshot }
 func (*RouteDelta) Type() Type           { return TypeRouteDelta }
 func (*RouteSnapshotRequest) Type() Type { return TypeRouteSnapshotRequest }
-func (*Forward) Type() Type              { return TypeForward }
-func (*ForwardAck) Type() Type           { return TypeForwardAck }
-func (*Retained) Type() Type             { return TypeRetained }
-func (*RetainedSnapshot) Type() Type     { return TypeRetainedSnapshot }
-func (*SessionClaim) Type() Type         { return TypeSessionClaim }
-func (*SessionTransfer) Type() Type      { return TypeSessionTransfer }
-func (*SessionTransferAck) Type() Type   { return TypeSessionTransferAck }
-func (*SessionKick) Type() Type          { return TypeSessionKick }
-func (u *Unknown) Type() Type            { return u.MsgType }
+func (f *Forward) Type() Type {
+	if f.V2 {
+		return TypeForwardV2
+	}
+	return TypeForward
+}
+func (*SessionSeen) Type() Type        { return TypeSessionSeen }
+func (*Relay) Type() Type              { return TypeRelay }
+func (*ForwardAck) Type() Type         { return TypeForwardAck }
+func (*Retained) Type() Type           { return TypeRetained }
+func (*RetainedSnapshot) Type() Type   { return TypeRetainedSnapshot }
+func (*SessionClaim) Type() Type       { return TypeSessionClaim }
+func (*SessionTransfer) Type() Type    { return TypeSessionTransfer }
+func (*SessionTransferAck) Type() Type { return TypeSessionTransferAck }
+func (*SessionKick) Type() Type        { return TypeSessionKick }
+func (u *Unknown) Type() Type          { return u.MsgType }
