@@ -152,6 +152,8 @@ type Broker struct {
 	// ghosts are sessions handed over to another node that, for a
 	// moment, pass on what still reaches them here (see Handover)
 	ghosts map[string]*sess
+	// holding: sessions waiting for their old node's relay to end
+	holding map[*sess]struct{}
 
 	subMu  sync.RWMutex // guards subs and shared; never held with sess.mu
 	subs   *topic.Trie[*sess, *subscription]
@@ -193,6 +195,7 @@ func New(o Options) *Broker {
 		log:      o.Logger,
 		sessions: make(map[string]*sess),
 		ghosts:   make(map[string]*sess),
+		holding:  make(map[*sess]struct{}),
 		offline:  make(map[*sess]struct{}),
 		lns:      make(map[Listener]struct{}),
 		conns:    make(map[*conn]struct{}),

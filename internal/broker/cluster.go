@@ -76,6 +76,9 @@ type SessionState struct {
 	// Seen names the messages the session holds or was routed lately
 	// (session.MsgID): the node it moves to takes none of them again.
 	Seen []session.MsgID
+	// Relayed: the node it comes from relays what still reaches it there
+	// (Handover with a RelayFunc) until ReleaseHeld is called here.
+	Relayed bool
 }
 
 // ephemeralPool holds the messages forwarded ones are routed as; a session
@@ -185,6 +188,10 @@ func (b *Broker) Kick(clientID string, at time.Time) {
 // published here meanwhile matches it here.
 const relayGhostLife = 2 * time.Second
 
+// holdMax bounds how long a session that arrived waits for the relay from
+// its old node to end (ReleaseHeld) before it takes what came directly.
+const holdMax = relayGhostLife + time.Second
+
 // Handover takes the session of clientID out of this broker to move it to
 // another node: its connection, if any, is closed (MQTT 5 reason 0x8E),
 // and its state is returned. The caller must call done: done(true) once
@@ -198,11 +205,16 @@ const relayGhostLife = 2 * time.Second
 // sent to the new node, DeliverRelayed there, which takes a message once
 // even when it also arrives directly), until relayGhostLife after done,
 // so that nothing published during the move is lost.
-func (b *Broker) Handover(clientID string, relay RelayFunc) (state *SessionState, done func(ok bool)) {
+//
+// end ends the ghost before its time (a no-op without one): once the
+// other nodes have confirmed that they forward to the new node.
+func (b *Broker) Handover(clientID string, relay RelayFunc) (state *SessionState, done func(ok bool), end func()) {
+	// what waits for an earlier relay to end goes into the snapshot
+	b.ReleaseHeld(clientID)
 	s := b.lockOffline(clientID)
 	if s == nil {
 		b.mu.Unlock()
-		return nil, func(bool) {}
+		return nil, func(bool) {}, func() {}
 	}
 	delete(b.sessions, clientID)
 	delete(b.offline, s)
@@ -230,6 +242,10 @@ func (b *Broker) Handover(clientID string, relay RelayFunc) (state *SessionState
 	if relay == nil {
 		b.dropSession(s)
 	}
+	end = func() {}
+	if relay != nil {
+		end = func() { b.dropGhost(clientID, s) }
+	}
 	return state, func(ok bool) {
 		if !ok {
 			b.dropGhost(clientID, s)
@@ -250,6 +266,66 @@ func (b *Broker) Handover(clientID string, relay RelayFunc) (state *SessionState
 				b.log.Warn("handed-over session not deleted from the store", "client_id", clientID, "err", err)
 			}
 		}
+	}, end
+}
+
+// ReleaseHeld ends the wait of the session of clientID for the relay
+// from its old node (see Install): the messages routed to it meanwhile
+// are delivered, in order, but for those the relay brought already.
+func (b *Broker) ReleaseHeld(clientID string) {
+	b.mu.Lock()
+	s := b.sessions[clientID]
+	b.mu.Unlock()
+	if s != nil {
+		s.releaseHeld()
+	}
+}
+
+func (s *sess) releaseHeld() {
+	for {
+		s.mu.Lock()
+		if !s.holding {
+			s.mu.Unlock()
+			return
+		}
+		held := s.held
+		s.held = nil
+		if len(held) == 0 {
+			s.holding = false
+			s.mu.Unlock()
+			s.b.mu.Lock()
+			delete(s.b.holding, s)
+			s.b.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+		now := time.Now()
+		// what is routed meanwhile is still held, and released next
+		for _, h := range held {
+			s.mu.Lock()
+			dup := s.dupLocked(h.msg, now, true)
+			s.mu.Unlock()
+			if !dup {
+				s.deliverVia(h.msg, h.qos, h.retain, h.subIDs, now, nil, nil, true)
+			}
+		}
+	}
+}
+
+// sweepHolds releases the sessions whose relay did not end in time.
+func (b *Broker) sweepHolds(now time.Time) {
+	var due []*sess
+	b.mu.Lock()
+	for s := range b.holding {
+		s.mu.Lock()
+		if now.After(s.holdUntil) {
+			due = append(due, s)
+		}
+		s.mu.Unlock()
+	}
+	b.mu.Unlock()
+	for _, s := range due {
+		s.releaseHeld()
 	}
 }
 
@@ -352,12 +428,12 @@ func (b *Broker) DeliverRelayed(clientID string, p *packet.Publish, publisherID 
 			ids = append(ids, sub.subID)
 		}
 	}
-	if !matched || (shared == nil && s.dupLocked(msg, now)) {
+	if !matched || (shared == nil && s.dupLocked(msg, now, true)) {
 		s.mu.Unlock()
 		return matched
 	}
 	s.mu.Unlock()
-	return s.deliverVia(msg, qos, msg.Retain && rap, ids, now, nil, via)
+	return s.deliverVia(msg, qos, msg.Retain && rap, ids, now, nil, via, true)
 }
 
 // stateLocked snapshots the session. s.mu must be held.
@@ -454,6 +530,7 @@ func (b *Broker) Install(st *SessionState) error {
 		return err
 	}
 	// before its subscriptions: every message routed to it is recorded
+	// (and held, while its old node relays)
 	b.mu.Lock()
 	if s := b.sessions[id]; s != nil {
 		s.mu.Lock()
@@ -462,6 +539,10 @@ func (b *Broker) Install(st *SessionState) error {
 			s.seen[mid] = struct{}{}
 		}
 		s.seenUntil = l.now.Add(seenWindow)
+		if st.Relayed {
+			s.holding, s.holdUntil = true, l.now.Add(holdMax)
+			b.holding[s] = struct{}{}
+		}
 		s.mu.Unlock()
 	}
 	b.mu.Unlock()

@@ -400,7 +400,7 @@ func (b *Broker) deliverShared(msg *session.Message, cands []sharedCand, upgrade
 			if c.sub.subID > 0 {
 				ids = []int{c.sub.subID}
 			}
-			if c.s.deliverVia(msg, qos, msg.Retain && c.sub.rap, ids, now, ec, c.sub) {
+			if c.s.deliverVia(msg, qos, msg.Retain && c.sub.rap, ids, now, ec, c.sub, false) {
 				return true
 			}
 		}

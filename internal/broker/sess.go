@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"math"
+	"slices"
 	"time"
 
 	"sync"
@@ -44,6 +45,21 @@ type sess struct {
 	// the old node's ghost and directly is taken once.
 	seen      map[session.MsgID]struct{}
 	seenUntil time.Time
+	// holding: the session arrived from a node that relays to it (see
+	// Install); messages routed to it directly wait in held until that
+	// relay ends (ReleaseHeld, or holdUntil), so that a message relayed
+	// late is not overtaken by later ones that came directly.
+	holding   bool
+	held      []heldDelivery
+	holdUntil time.Time
+}
+
+// heldDelivery is a delivery waiting for a session's relay to end.
+type heldDelivery struct {
+	msg    *session.Message
+	qos    byte
+	retain bool
+	subIDs []int
 }
 
 // RelayFunc passes a message delivered to a ghost on to the node its
@@ -57,8 +73,8 @@ type RelayFunc func(msg *session.Message, shared *SharedMatch)
 const seenWindow = relayGhostLife + 3*time.Second
 
 // dupLocked reports whether msg already reached s during its seen window,
-// and records it. s.mu must be held.
-func (s *sess) dupLocked(msg *session.Message, now time.Time) bool {
+// and records it (mark false: only reports). s.mu must be held.
+func (s *sess) dupLocked(msg *session.Message, now time.Time, mark bool) bool {
 	if s.seen == nil || msg.ID.IsZero() {
 		return false
 	}
@@ -69,7 +85,9 @@ func (s *sess) dupLocked(msg *session.Message, now time.Time) bool {
 	if _, ok := s.seen[msg.ID]; ok {
 		return true
 	}
-	s.seen[msg.ID] = struct{}{}
+	if mark {
+		s.seen[msg.ID] = struct{}{}
+	}
 	return false
 }
 
@@ -114,7 +132,7 @@ func (s *sess) online() bool {
 // deliver offers msg to the session; false when it was not taken (session
 // gone, not authorized, queue full, QoS 0 for an offline session).
 func (s *sess) deliver(msg *session.Message, qos byte, retain bool, subIDs []int, now time.Time, ec *encCache) bool {
-	return s.deliverVia(msg, qos, retain, subIDs, now, ec, nil)
+	return s.deliverVia(msg, qos, retain, subIDs, now, ec, nil, false)
 }
 
 // deliverVia is deliver for the subscription shared, as a shared
@@ -122,7 +140,10 @@ func (s *sess) deliver(msg *session.Message, qos byte, retain bool, subIDs []int
 // A message routed (ec set) is taken once during the session's seen
 // window; one for a shared group is not checked: the group's member is
 // chosen once per message cluster-wide, so it cannot come twice.
-func (s *sess) deliverVia(msg *session.Message, qos byte, retain bool, subIDs []int, now time.Time, ec *encCache, shared *subscription) bool {
+//
+// relayed is set for a message relayed by the session's old node, and for
+// one released from held: those are delivered at once, in order.
+func (s *sess) deliverVia(msg *session.Message, qos byte, retain bool, subIDs []int, now time.Time, ec *encCache, shared *subscription, relayed bool) bool {
 	s.mu.Lock()
 	if s.gone {
 		s.mu.Unlock()
@@ -138,9 +159,21 @@ func (s *sess) deliverVia(msg *session.Message, qos byte, retain bool, subIDs []
 		relay(msg, sm)
 		return true
 	}
-	if ec != nil && shared == nil && s.dupLocked(msg, now) {
-		s.mu.Unlock()
-		return true // taken already
+	if ec != nil && shared == nil && !relayed {
+		if s.holding {
+			if !s.dupLocked(msg, now, false) {
+				if ec != nil {
+					msg = ec.keep()
+				}
+				s.held = append(s.held, heldDelivery{msg: msg, qos: qos, retain: retain, subIDs: slices.Clone(subIDs)})
+			}
+			s.mu.Unlock()
+			return true
+		}
+		if s.dupLocked(msg, now, true) {
+			s.mu.Unlock()
+			return true // taken already
+		}
 	}
 	if s.authz != nil {
 		info, az := s.info, s.authz
@@ -332,6 +365,7 @@ func (b *Broker) janitor() {
 		case now := <-t.C:
 			b.sweep(now)
 			b.sweepGhosts(now)
+			b.sweepHolds(now)
 			if n%10 == 0 {
 				b.saveCounters()
 			}

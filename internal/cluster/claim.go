@@ -27,6 +27,7 @@ type transfer struct {
 	// relays: messages its old node relayed before it was installed
 	seen   []session.MsgID
 	relays []*proto.Relay
+	ended  bool // RelayEnd came while relays were queued
 }
 
 func (x *transfer) fail() {
@@ -172,6 +173,7 @@ func (n *Node) receiveTransfer(l *link, m *proto.SessionTransfer) {
 		st := sessionFromParts(m.ClientID, x.parts)
 		if st != nil {
 			st.Seen = x.seen
+			st.Relayed = l.ver >= 2 // the sender relays (see relayer)
 			switch err := n.b.Install(st); {
 			case errors.Is(err, broker.ErrSessionOnline):
 				// it came too late: the client is connected here with a
@@ -184,6 +186,10 @@ func (n *Node) receiveTransfer(l *link, m *proto.SessionTransfer) {
 			}
 		}
 		l.send(&proto.SessionTransferAck{ClientID: m.ClientID, Epoch: m.Epoch, Code: code})
+		if st != nil && st.Relayed {
+			// the old node relays until every node forwards here
+			n.sendBarriers(m.ClientID, m.Epoch, l.peer)
+		}
 		select {
 		case <-x.done:
 		default:
@@ -203,7 +209,11 @@ func (n *Node) relayQueued(clientID string, x *transfer) {
 			if n.installing[clientID] == x {
 				delete(n.installing, clientID)
 			}
+			ended := x.ended
 			n.mu.Unlock()
+			if ended {
+				n.b.ReleaseHeld(clientID)
+			}
 			return
 		}
 		n.mu.Unlock()
@@ -253,6 +263,19 @@ func (n *Node) receiveRelay(m *proto.Relay) {
 	n.deliverRelay(m)
 }
 
+// receiveRelayEnd lets the messages that came directly to a session here
+// go, after those relayed before the end.
+func (n *Node) receiveRelayEnd(m *proto.RelayEnd) {
+	n.mu.Lock()
+	if x := n.installing[m.ClientID]; x != nil {
+		x.ended = true
+		n.mu.Unlock()
+		return
+	}
+	n.mu.Unlock()
+	n.b.ReleaseHeld(m.ClientID)
+}
+
 func (n *Node) deliverRelay(m *proto.Relay) {
 	var shared *broker.SharedMatch
 	if m.Group != "" {
@@ -266,22 +289,153 @@ func (n *Node) deliverRelay(m *proto.Relay) {
 // relayer passes what reaches a session handed over from here (its
 // ghost, see broker.Handover) to the node it went to, on the link to
 // that node, after the session's transfer: held until start.
+//
+// The ghost ends, and RelayEnd tells the new node so, once every node
+// linked here has passed the new node's RelayBarrier on (BarrierPassed:
+// it forwards to the new node, and what it forwarded here before has
+// arrived), plus relayGrace for forwards that were being queued; or
+// after relayGhostLife at the latest.
 type relayer struct {
 	n        *Node
 	l        *link
 	clientID string
+	epoch    uint64
+	end      func() // ends the ghost (broker.Handover)
 	mu       sync.Mutex
 	held     []*proto.Relay
 	open     bool
+	waiting  map[string]bool // nodes whose BarrierPassed is awaited
+	finished bool
+	quit     chan struct{} // closed when all passed
 }
+
+// relayGrace: how long a session's old node still relays after the last
+// node passed the barrier on, for a forward that matched the routes just
+// before the new node's and was still being queued.
+const relayGrace = 50 * time.Millisecond
+
+// relayGhostLife bounds a ghost's life when a node never passes the
+// barrier on (cut off, or gone).
+const relayGhostLife = 2 * time.Second
 
 // newRelayer returns nil when the peer does not take relays (protocol
 // version 1): the ghost then drops what reaches it, as before.
-func (n *Node) newRelayer(l *link, clientID string) *relayer {
+func (n *Node) newRelayer(l *link, clientID string, epoch uint64) *relayer {
 	if l.ver < 2 {
 		return nil
 	}
-	return &relayer{n: n, l: l, clientID: clientID}
+	return &relayer{n: n, l: l, clientID: clientID, epoch: epoch, quit: make(chan struct{})}
+}
+
+// watch waits for the nodes linked now to pass the barrier on, then ends
+// the ghost; end is what Handover returned.
+func (r *relayer) watch(end func()) {
+	if r == nil {
+		return
+	}
+	n := r.n
+	r.mu.Lock()
+	r.end = end
+	r.waiting = make(map[string]bool)
+	for _, l := range n.allLinks() {
+		r.waiting[l.peer] = true
+	}
+	r.mu.Unlock()
+	k := ackKey{r.clientID, r.epoch}
+	n.mu.Lock()
+	if old := n.relayers[k]; old != nil {
+		n.goroutine(old.finish)
+	}
+	n.relayers[k] = r
+	n.mu.Unlock()
+	n.goroutine(func() {
+		t := time.NewTimer(relayGhostLife)
+		defer t.Stop()
+		select {
+		case <-r.quit:
+			g := time.NewTimer(relayGrace)
+			defer g.Stop()
+			select {
+			case <-g.C:
+			case <-t.C:
+			case <-n.quit:
+			}
+		case <-t.C:
+		case <-n.quit:
+		}
+		r.finish()
+	})
+}
+
+// passed records that node passed the barrier on.
+func (r *relayer) passed(node string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.waiting == nil || !r.waiting[node] {
+		return
+	}
+	delete(r.waiting, node)
+	if len(r.waiting) == 0 {
+		close(r.quit)
+	}
+}
+
+// finish ends the ghost and tells the new node; safe twice.
+func (r *relayer) finish() {
+	r.mu.Lock()
+	if r.finished {
+		r.mu.Unlock()
+		return
+	}
+	r.finished = true
+	end := r.end
+	r.mu.Unlock()
+	if end != nil {
+		end()
+	}
+	r.mu.Lock()
+	r.l.send(&proto.RelayEnd{ClientID: r.clientID, Epoch: r.epoch})
+	r.mu.Unlock()
+	k := ackKey{r.clientID, r.epoch}
+	n := r.n
+	n.mu.Lock()
+	if n.relayers[k] == r {
+		delete(n.relayers, k)
+	}
+	n.mu.Unlock()
+}
+
+// receiveBarrier handles the barrier the new node of a session sends
+// once it holds it: passed on to the old node (its ghost), or, on the old
+// node, counted for the new node itself (whose routes here came before it).
+func (n *Node) receiveBarrier(l *link, m *proto.RelayBarrier) {
+	if m.Ghost == n.name {
+		n.barrierPassed(m.ClientID, m.Epoch, l.peer)
+		return
+	}
+	if g := n.linkTo(m.Ghost); g != nil {
+		g.send(&proto.BarrierPassed{ClientID: m.ClientID, Epoch: m.Epoch, Node: n.name})
+	}
+}
+
+func (n *Node) barrierPassed(clientID string, epoch uint64, node string) {
+	n.mu.Lock()
+	r := n.relayers[ackKey{clientID, epoch}]
+	n.mu.Unlock()
+	if r != nil {
+		r.passed(node)
+	}
+}
+
+// sendBarriers tells every node that the session of clientID, come from
+// ghost, is held here (RelayBarrier).
+func (n *Node) sendBarriers(clientID string, epoch uint64, ghost string) {
+	m := &proto.RelayBarrier{ClientID: clientID, Epoch: epoch, Ghost: ghost}
+	for _, l := range n.allLinks() {
+		if l.ver >= 2 {
+			l.send(m)
+		}
+	}
 }
 
 // relayFunc is r's broker.RelayFunc, nil for a nil r.
@@ -361,13 +515,16 @@ type ackKey struct {
 func (n *Node) handOver(peer, clientID string, epoch uint64) {
 	l := n.linkTo(peer)
 	if l == nil {
-		if _, done := n.b.Handover(clientID, nil); done != nil {
+		if _, done, _ := n.b.Handover(clientID, nil); done != nil {
 			done(false)
 		}
 		return
 	}
-	r := n.newRelayer(l, clientID)
-	st, done := n.b.Handover(clientID, r.relayFunc())
+	r := n.newRelayer(l, clientID, epoch)
+	st, done, end := n.b.Handover(clientID, r.relayFunc())
+	if st != nil {
+		r.watch(end)
+	}
 	ch := n.expectAck(ackKey{clientID, epoch})
 	if st != nil && !sendSeen(l, clientID, epoch, st) {
 		n.dropAck(ackKey{clientID, epoch})
@@ -481,8 +638,9 @@ func (n *Node) pushSession(ctx context.Context, clientID string) error {
 	}
 	// out of the broker first: a client that reconnected elsewhere since
 	// the drain has taken its session already, and is not to lose it
-	r := n.newRelayer(l, clientID)
-	st, done := n.b.Handover(clientID, r.relayFunc())
+	// (the relayer's epoch is set once the registry gives one)
+	r := n.newRelayer(l, clientID, 0)
+	st, done, end := n.b.Handover(clientID, r.relayFunc())
 	if st == nil {
 		return nil
 	}
@@ -494,6 +652,10 @@ func (n *Node) pushSession(ctx context.Context, clientID string) error {
 	if prev.Node != "" && prev.Node != n.name {
 		done(true) // claimed elsewhere meanwhile: this copy is stale
 		return nil
+	}
+	if r != nil {
+		r.epoch = epoch
+		r.watch(end)
 	}
 	ch := n.expectAck(ackKey{clientID, epoch})
 	if !sendSeen(l, clientID, epoch, st) {
@@ -565,7 +727,7 @@ func (n *Node) adoptSessions() (ok bool) {
 	ok = true
 	dropped, claimed := 0, 0
 	drop := func(id string) {
-		if _, done := n.b.Handover(id, nil); done != nil {
+		if _, done, _ := n.b.Handover(id, nil); done != nil {
 			done(true)
 		}
 		dropped++

@@ -96,6 +96,7 @@ type Node struct {
 	// installing holds the transfers whose last part arrived, while
 	// their session is installed: relayed messages wait there
 	installing map[string]*transfer
+	relayers   map[ackKey]*relayer // ghosts of sessions handed over from here
 	acks       map[ackKey]chan packet.ReasonCode
 	quit       chan struct{}
 	wg         sync.WaitGroup
@@ -159,7 +160,7 @@ func New(cfg Config) (*Node, error) {
 	inc := uint64(time.Now().UnixNano())
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeName), name: cfg.NodeName, inc: inc, tls: t,
 		links: make(map[string]*link), members: make(map[string]*member), dialing: make(map[string]bool),
-		xfers: make(map[string]*transfer), installing: make(map[string]*transfer), quit: make(chan struct{}), conns: make(map[*trackedConn]struct{}),
+		xfers: make(map[string]*transfer), installing: make(map[string]*transfer), relayers: make(map[ackKey]*relayer), quit: make(chan struct{}), conns: make(map[*trackedConn]struct{}),
 		local: NewLocalRoutes(cfg.NodeName, inc), table: NewRouteTable(cfg.NodeName),
 		clock: NewClock(cfg.NodeName, 0), retTS: make(map[string]proto.Timestamp)}
 	return n, nil
@@ -518,6 +519,12 @@ func (n *Node) handle(l *link, m proto.Message) error {
 		n.receiveSeen(m)
 	case *proto.Relay:
 		n.receiveRelay(m)
+	case *proto.RelayBarrier:
+		n.receiveBarrier(l, m)
+	case *proto.BarrierPassed:
+		n.barrierPassed(m.ClientID, m.Epoch, m.Node)
+	case *proto.RelayEnd:
+		n.receiveRelayEnd(m)
 	case *proto.SessionClaim:
 		n.goroutine(func() { n.handOver(l.peer, m.ClientID, m.Epoch) })
 	case *proto.SessionTransfer:

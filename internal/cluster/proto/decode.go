@@ -58,6 +58,12 @@ func Decode(frame []byte) (Message, error) {
 		m = d.forward(true)
 	case TypeSessionSeen:
 		m = d.sessionSeen()
+	case TypeRelayBarrier:
+		m = &RelayBarrier{ClientID: d.str(), Epoch: d.uvarint(), Ghost: d.str()}
+	case TypeBarrierPassed:
+		m = &BarrierPassed{ClientID: d.str(), Epoch: d.uvarint(), Node: d.str()}
+	case TypeRelayEnd:
+		m = &RelayEnd{ClientID: d.str(), Epoch: d.uvarint()}
 	case TypeRelay:
 		m = &Relay{ClientID: d.str(), Group: d.str(), Filter: d.str(), ID: MsgID{Node: d.uvarint(), Seq: d.uvarint()},
 			PublisherID: d.str(), Publish: d.publish()}

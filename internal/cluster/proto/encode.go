@@ -341,6 +341,32 @@ func (m *SessionSeen) AppendTo(dst []byte) ([]byte, error) {
 	return endFrame(dst, start, nil)
 }
 
+// AppendTo appends the frame.
+func (m *RelayBarrier) AppendTo(dst []byte) ([]byte, error) {
+	dst, start := beginFrame(dst, TypeRelayBarrier)
+	dst = appendString(dst, m.ClientID)
+	dst = appendUvarint(dst, m.Epoch)
+	dst = appendString(dst, m.Ghost)
+	return endFrame(dst, start, nil)
+}
+
+// AppendTo appends the frame.
+func (m *BarrierPassed) AppendTo(dst []byte) ([]byte, error) {
+	dst, start := beginFrame(dst, TypeBarrierPassed)
+	dst = appendString(dst, m.ClientID)
+	dst = appendUvarint(dst, m.Epoch)
+	dst = appendString(dst, m.Node)
+	return endFrame(dst, start, nil)
+}
+
+// AppendTo appends the frame.
+func (m *RelayEnd) AppendTo(dst []byte) ([]byte, error) {
+	dst, start := beginFrame(dst, TypeRelayEnd)
+	dst = appendString(dst, m.ClientID)
+	dst = appendUvarint(dst, m.Epoch)
+	return endFrame(dst, start, nil)
+}
+
 // AppendTo appends the frame; the Publish as in Forward.
 func (m *Relay) AppendTo(dst []byte) ([]byte, error) {
 	dst, start := beginFrame(dst, TypeRelay)

@@ -37,14 +37,18 @@ const (
 	TypeSessionKick          Type = 15
 	// Version 2: forwarded messages carry their MsgID; a session's old
 	// node relays what still reaches it to the new one.
-	TypeForwardV2   Type = 16
-	TypeSessionSeen Type = 17
-	TypeRelay       Type = 18
+	TypeForwardV2     Type = 16
+	TypeSessionSeen   Type = 17
+	TypeRelay         Type = 18
+	TypeRelayBarrier  Type = 19
+	TypeBarrierPassed Type = 20
+	TypeRelayEnd      Type = 21
 )
 
 var typeNames = [...]string{"Invalid", "Hello", "HelloAck", "Ping", "Pong", "RouteSnapshot", "RouteDelta",
 	"RouteSnapshotRequest", "Forward", "ForwardAck", "Retained", "RetainedSnapshot", "SessionClaim",
-	"SessionTransfer", "SessionTransferAck", "SessionKick", "ForwardV2", "SessionSeen", "Relay"}
+	"SessionTransfer", "SessionTransferAck", "SessionKick", "ForwardV2", "SessionSeen", "Relay",
+	"RelayBarrier", "BarrierPassed", "RelayEnd"}
 
 // String returns the type's name.
 func (t Type) String() string {
@@ -236,6 +240,33 @@ type SessionSeen struct {
 	ClientID string
 	Epoch    uint64
 	IDs      []MsgID
+}
+
+// RelayBarrier: the node a session moved to (ClientID, claimed at Epoch)
+// sends it to every node once the session is installed, after the route
+// changes that make them forward its messages there. Ghost is the node
+// the session came from, which relays meanwhile: each node passes the
+// barrier on to Ghost (BarrierPassed) after what it forwarded there.
+type RelayBarrier struct {
+	ClientID string
+	Epoch    uint64
+	Ghost    string
+}
+
+// BarrierPassed tells a session's old node that Node forwards the
+// session's messages to its new node from now on (RelayBarrier), and sent
+// everything before it here.
+type BarrierPassed struct {
+	ClientID string
+	Epoch    uint64
+	Node     string
+}
+
+// RelayEnd tells a session's new node that its old node relays nothing
+// more after it: the messages that came directly meanwhile may go.
+type RelayEnd struct {
+	ClientID string
+	Epoch    uint64
 }
 
 // Relay passes a message that reached a session's old node after the
@@ -430,6 +461,9 @@ func (f *Forward) Type() Type {
 }
 func (*SessionSeen) Type() Type        { return TypeSessionSeen }
 func (*Relay) Type() Type              { return TypeRelay }
+func (*RelayBarrier) Type() Type       { return TypeRelayBarrier }
+func (*BarrierPassed) Type() Type      { return TypeBarrierPassed }
+func (*RelayEnd) Type() Type           { return TypeRelayEnd }
 func (*ForwardAck) Type() Type         { return TypeForwardAck }
 func (*Retained) Type() Type           { return TypeRetained }
 func (*RetainedSnapshot) Type() Type   { return TypeRetainedSnapshot }
