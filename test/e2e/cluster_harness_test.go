@@ -197,10 +197,11 @@ type clusterStatus struct {
 		NonVoters []string `json:"non_voters"`
 		LastIndex uint64   `json:"last_index"`
 	} `json:"registry"`
-	Routes   int `json:"routes"`
-	Retained int `json:"retained"`
-	Clients  int `json:"clients"`
-	Sessions int `json:"sessions"`
+	Routes   int    `json:"routes"`
+	Retained int    `json:"retained"`
+	Clients  int    `json:"clients"`
+	Sessions int    `json:"sessions"`
+	Relayed  uint64 `json:"relayed"`
 }
 
 type clusterMemberStatus struct {

@@ -323,6 +323,138 @@ func TestClusterSessionFollowsClient(t *testing.T) {
 	})
 }
 
+// TestClusterSessionMovesWhilePublishing: a persistent subscriber
+// (paho.mqtt.golang, clean session false, QoS 1) moves from node to node
+// nine times while a publisher on each of the three nodes keeps
+// publishing to it. Every message published arrives, in each publisher's
+// order, and none twice (but for redeliveries marked DUP of messages
+// whose PUBACK the client's disconnect cut): what reaches the old node
+// while the session is on its way is relayed to the new one.
+func TestClusterSessionMovesWhilePublishing(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, 3, clusterOpts{})
+	nodes := []*clusterNode{c.node("n1"), c.node("n2"), c.node("n3")}
+	const id, topicName = "mover", "moving/mover"
+	type got struct {
+		payload string
+		dup     bool
+	}
+	var mu sync.Mutex
+	var msgs []got
+	handler := func(_ mqtt.Client, m mqtt.Message) {
+		mu.Lock()
+		msgs = append(msgs, got{string(m.Payload()), m.Duplicate()})
+		mu.Unlock()
+	}
+	routes := nodes[1].routes(t)
+	first, err := clusterDialV3("tcp://"+nodes[0].Addr(), id, false, handler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait(t, "subscribe", first.Subscribe(topicName, 1, nil))
+	first.Disconnect(250)
+	waitClusterRoutes(t, nodes[1], routes+1)
+
+	stop := make(chan struct{})
+	var pw sync.WaitGroup
+	sent := make([]int, len(nodes))
+	for k, n := range nodes {
+		pub, err := clusterDialV3("tcp://"+n.Addr(), fmt.Sprintf("mover-pub%d", k), true, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pw.Go(func() {
+			defer pub.Disconnect(250)
+			var toks []mqtt.Token
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					for _, tok := range toks {
+						if err := clusterTokenErr(tok, 20*time.Second); err != nil {
+							t.Errorf("publisher %d: %v", k, err)
+							return
+						}
+					}
+					return
+				default:
+				}
+				toks = append(toks, pub.Publish(topicName, 1, false, fmt.Sprintf("%d-%d", k, i)))
+				sent[k] = i + 1
+				time.Sleep(time.Millisecond)
+			}
+		})
+	}
+	for move := range 9 {
+		time.Sleep(200 * time.Millisecond)
+		cl, err := clusterDialV3("tcp://"+nodes[(move+1)%len(nodes)].Addr(), id, false, handler)
+		if err != nil {
+			t.Fatalf("move %d: %v", move+1, err)
+		}
+		if !cl.SessionPresent {
+			t.Fatalf("move %d: session not present", move+1)
+		}
+		time.Sleep(200 * time.Millisecond)
+		cl.Disconnect(100)
+	}
+	close(stop)
+	pw.Wait()
+	last, err := clusterDialV3("tcp://"+nodes[0].Addr(), id, false, handler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer last.Disconnect(250)
+	total := sent[0] + sent[1] + sent[2]
+	distinct := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		d := make(map[string]bool)
+		for _, m := range msgs {
+			d[m.payload] = true
+		}
+		return len(d)
+	}
+	for deadline := time.Now().Add(20 * time.Second); distinct() < total && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	seen := make(map[string]bool)
+	highest := make(map[int]int)
+	dups, reordered := 0, 0
+	for _, m := range msgs {
+		if seen[m.payload] && !m.dup {
+			dups++
+		}
+		seen[m.payload] = true
+		var k, i int
+		if _, err := fmt.Sscanf(m.payload, "%d-%d", &k, &i); err != nil {
+			t.Fatalf("foreign message %q", m.payload)
+		}
+		if h, ok := highest[k]; ok && i < h && !m.dup {
+			reordered++
+		}
+		highest[k] = max(highest[k], i)
+	}
+	lost := 0
+	for k := range nodes {
+		for i := range sent[k] {
+			if !seen[fmt.Sprintf("%d-%d", k, i)] {
+				lost++
+			}
+		}
+	}
+	relayed := uint64(0)
+	for _, n := range nodes {
+		if st, err := n.status(); err == nil {
+			relayed += st.Relayed
+		}
+	}
+	t.Logf("%d messages published on 3 nodes during 9 moves; %d relayed by a session's old node", total, relayed)
+	if lost > 0 || dups > 0 || reordered > 0 {
+		t.Fatalf("%d of %d lost, %d delivered twice without DUP, %d out of order", lost, total, dups, reordered)
+	}
+}
+
 // TestClusterGracefulLeave: `starling ctl cluster leave` on n1 tells its
 // online MQTT 5 clients "server shutting down" (DISCONNECT 0x8B), hands
 // its persistent sessions (online or not) to the other nodes, and n1
