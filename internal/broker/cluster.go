@@ -77,8 +77,10 @@ type SessionState struct {
 	// (session.MsgID): the node it moves to takes none of them again.
 	Seen []session.MsgID
 	// Relayed: the node it comes from relays what still reaches it there
-	// (Handover with a RelayFunc) until ReleaseHeld is called here.
+	// (Handover with a RelayFunc) until ReleaseHeld is called here with
+	// Epoch, the claim that moved it.
 	Relayed bool
+	Epoch   uint64
 }
 
 // ephemeralPool holds the messages forwarded ones are routed as; a session
@@ -206,15 +208,21 @@ const holdMax = relayGhostLife + time.Second
 // even when it also arrives directly), until relayGhostLife after done,
 // so that nothing published during the move is lost.
 //
-// end ends the ghost before its time (a no-op without one): once the
-// other nodes have confirmed that they forward to the new node.
-func (b *Broker) Handover(clientID string, relay RelayFunc) (state *SessionState, done func(ok bool), end func()) {
+// end ends the ghost before its time, once the other nodes have confirmed
+// that they forward to the new node, and then calls after (at once
+// without a ghost). A ghost still passing on the relay from the node its
+// session came from ends after that relay does.
+func (b *Broker) Handover(clientID string, relay RelayFunc) (state *SessionState, done func(ok bool), end func(after func())) {
 	// what waits for an earlier relay to end goes into the snapshot
-	b.ReleaseHeld(clientID)
+	b.ReleaseHeld(clientID, 0)
 	s := b.lockOffline(clientID)
 	if s == nil {
 		b.mu.Unlock()
-		return nil, func(bool) {}, func() {}
+		return nil, func(bool) {}, func(after func()) {
+			if after != nil {
+				after()
+			}
+		}
 	}
 	delete(b.sessions, clientID)
 	delete(b.offline, s)
@@ -229,6 +237,9 @@ func (b *Broker) Handover(clientID string, relay RelayFunc) (state *SessionState
 	state = s.stateLocked()
 	if relay != nil {
 		s.relay = relay
+		// still taking the relay from the node it came from: the ghost
+		// passes that on too, and ends only after it (ReleaseHeld)
+		s.upstream = s.relayOpen && time.Now().Before(s.holdUntil)
 		s.st.Reset()
 		s.uncongestLocked()
 	} else {
@@ -237,14 +248,27 @@ func (b *Broker) Handover(clientID string, relay RelayFunc) (state *SessionState
 	s.mu.Unlock()
 	b.mu.Unlock()
 	if oldGhost != nil {
-		b.dropSession(oldGhost)
+		b.endGhost(oldGhost)
 	}
 	if relay == nil {
 		b.dropSession(s)
 	}
-	end = func() {}
+	end = func(after func()) {
+		if after != nil {
+			after()
+		}
+	}
 	if relay != nil {
-		end = func() { b.dropGhost(clientID, s) }
+		end = func(after func()) {
+			s.mu.Lock()
+			s.endAsked = true
+			s.onGhostEnd = after
+			wait := s.upstream && time.Now().Before(s.holdUntil)
+			s.mu.Unlock()
+			if !wait {
+				b.dropGhost(clientID, s)
+			}
+		}
 	}
 	return state, func(ok bool) {
 		if !ok {
@@ -272,26 +296,53 @@ func (b *Broker) Handover(clientID string, relay RelayFunc) (state *SessionState
 // ReleaseHeld ends the wait of the session of clientID for the relay
 // from its old node (see Install): the messages routed to it meanwhile
 // are delivered, in order, but for those the relay brought already.
-func (b *Broker) ReleaseHeld(clientID string) {
+//
+// epoch is the claim the relay belonged to (the session's install, see
+// SessionState.Epoch); 0 releases whatever the session waits for.
+func (b *Broker) ReleaseHeld(clientID string, epoch uint64) {
 	b.mu.Lock()
 	s := b.sessions[clientID]
+	g := b.ghosts[clientID]
 	b.mu.Unlock()
 	if s != nil {
-		s.releaseHeld()
+		if epoch != 0 {
+			s.mu.Lock()
+			if epoch == s.holdEpoch {
+				s.relayOpen = false
+			}
+			s.mu.Unlock()
+		}
+		s.releaseHeld(epoch)
+	}
+	if g != nil && epoch != 0 {
+		// a ghost that was still taking its predecessor's relay
+		g.mu.Lock()
+		wait := g.upstream && epoch == g.holdEpoch
+		if wait {
+			g.upstream = false
+		}
+		ended := wait && g.endAsked
+		g.mu.Unlock()
+		if ended {
+			b.dropGhost(clientID, g)
+		}
 	}
 }
 
-func (s *sess) releaseHeld() {
+func (s *sess) releaseHeld(epoch uint64) {
+	s.mu.Lock()
+	if !s.holding || s.releasing || (epoch != 0 && epoch != s.holdEpoch) {
+		s.mu.Unlock()
+		return
+	}
+	s.releasing = true // one releaser: what is routed meanwhile queues behind
+	s.mu.Unlock()
 	for {
 		s.mu.Lock()
-		if !s.holding {
-			s.mu.Unlock()
-			return
-		}
 		held := s.held
 		s.held = nil
-		if len(held) == 0 {
-			s.holding = false
+		if len(held) == 0 || s.gone {
+			s.holding, s.releasing = false, false
 			s.mu.Unlock()
 			s.b.mu.Lock()
 			delete(s.b.holding, s)
@@ -300,14 +351,8 @@ func (s *sess) releaseHeld() {
 		}
 		s.mu.Unlock()
 		now := time.Now()
-		// what is routed meanwhile is still held, and released next
 		for _, h := range held {
-			s.mu.Lock()
-			dup := s.dupLocked(h.msg, now, true)
-			s.mu.Unlock()
-			if !dup {
-				s.deliverVia(h.msg, h.qos, h.retain, h.subIDs, now, nil, nil, true)
-			}
+			s.deliverStored(h.msg, h.qos, h.retain, h.subIDs, now, nil)
 		}
 	}
 }
@@ -325,7 +370,7 @@ func (b *Broker) sweepHolds(now time.Time) {
 	}
 	b.mu.Unlock()
 	for _, s := range due {
-		s.releaseHeld()
+		s.releaseHeld(0)
 	}
 }
 
@@ -336,7 +381,20 @@ func (b *Broker) dropGhost(clientID string, s *sess) {
 		delete(b.ghosts, clientID)
 	}
 	b.mu.Unlock()
+	b.endGhost(s)
+}
+
+// endGhost unsubscribes a ghost, out of b.ghosts already, and runs what
+// waits for its end.
+func (b *Broker) endGhost(s *sess) {
 	b.dropSession(s)
+	s.mu.Lock()
+	f := s.onGhostEnd
+	s.onGhostEnd = nil
+	s.mu.Unlock()
+	if f != nil {
+		f()
+	}
 }
 
 // sweepGhosts ends the ghosts whose time is up.
@@ -354,7 +412,7 @@ func (b *Broker) sweepGhosts(now time.Time) {
 	}
 	b.mu.Unlock()
 	for _, g := range ended {
-		b.dropSession(g)
+		b.endGhost(g)
 	}
 }
 
@@ -385,15 +443,15 @@ func (b *Broker) DeliverRelayed(clientID string, p *packet.Publish, publisherID 
 	msg := newMessage(p, publisherID, now)
 	msg.ID = id
 	s.mu.Lock()
+	if s.gone {
+		s.mu.Unlock()
+		return false
+	}
 	if s.relay != nil {
 		relay := s.relay
 		s.mu.Unlock()
 		relay(msg, shared)
 		return true
-	}
-	if s.gone {
-		s.mu.Unlock()
-		return false
 	}
 	upgrade := b.opts.UpgradeOutgoingQoS
 	var via *subscription
@@ -428,12 +486,30 @@ func (b *Broker) DeliverRelayed(clientID string, p *packet.Publish, publisherID 
 			ids = append(ids, sub.subID)
 		}
 	}
-	if !matched || (shared == nil && s.dupLocked(msg, now, true)) {
-		s.mu.Unlock()
-		return matched
-	}
 	s.mu.Unlock()
-	return s.deliverVia(msg, qos, msg.Retain && rap, ids, now, nil, via, true)
+	if !matched {
+		return false
+	}
+	return s.deliverStored(msg, qos, msg.Retain && rap, ids, now, via)
+}
+
+// deliverStored delivers msg to s as a route does, in turn (not held
+// back): a durable session's delivery is stored (synced) before it is
+// sent, as for a message routed here.
+func (s *sess) deliverStored(msg *session.Message, qos byte, retain bool, subIDs []int, now time.Time, via *subscription) bool {
+	var ec encCache
+	ec.reset(msg)
+	var batch Batch
+	if s.b.store != nil {
+		ec.batch = &batch
+	}
+	ok := s.deliverVia(msg, qos, retain, subIDs, now, &ec, via, true)
+	err := s.b.apply(&batch, true)
+	if err != nil {
+		s.b.log.Warn("relayed message not stored", "client_id", s.id, "err", err)
+	}
+	releaseHeld(ec.added, err, now, nil)
+	return ok
 }
 
 // stateLocked snapshots the session. s.mu must be held.
@@ -521,8 +597,11 @@ func (b *Broker) Install(st *SessionState) error {
 	delete(b.ghosts, id)
 	b.mu.Unlock()
 	if ghost != nil {
-		// the session came back before its ghost here ended
-		b.dropSession(ghost)
+		// the session came back before its ghost here ended: the ghost
+		// ends once the session's subscriptions are in place, so that
+		// neither this node nor its route is without them meanwhile
+		// (what both take reaches the session once: its seen set)
+		defer b.endGhost(ghost)
 	}
 	l := &loader{b: b, now: time.Now()}
 	rec := st.Session
@@ -540,7 +619,8 @@ func (b *Broker) Install(st *SessionState) error {
 		}
 		s.seenUntil = l.now.Add(seenWindow)
 		if st.Relayed {
-			s.holding, s.holdUntil = true, l.now.Add(holdMax)
+			s.holding, s.holdUntil, s.holdEpoch = true, l.now.Add(holdMax), st.Epoch
+			s.relayOpen = true
 			b.holding[s] = struct{}{}
 		}
 		s.mu.Unlock()

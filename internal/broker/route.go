@@ -225,7 +225,7 @@ func (b *Broker) routeAsync(msg *session.Message, from *sess, now time.Time, eph
 }
 
 func (b *Broker) routeStart(msg *session.Message, from *sess, now time.Time, ephemeral bool, in inbound, async bool) (int, *routeDone) {
-	if msg.ID.IsZero() && b.router != nil {
+	if msg.ID.IsZero() && b.router != nil && !in.remote {
 		msg.ID = session.MsgID{Node: b.msgNode, Seq: b.msgSeq.Add(1)}
 	}
 	sc := b.scratch.Get().(*matchScratch)

@@ -50,8 +50,16 @@ type sess struct {
 	// relay ends (ReleaseHeld, or holdUntil), so that a message relayed
 	// late is not overtaken by later ones that came directly.
 	holding   bool
+	releasing bool // a releaseHeld runs
 	held      []heldDelivery
 	holdUntil time.Time
+	holdEpoch uint64 // the claim whose relay it waits for
+	// relayOpen: it came with a relay that has not ended yet (RelayEnd;
+	// the hold may end earlier); upstream: a ghost made of such a
+	// session, which passes that relay on and ends only after it;
+	// endAsked: its end was asked, onGhostEnd runs when it ends
+	relayOpen, upstream, endAsked bool
+	onGhostEnd                    func()
 }
 
 // heldDelivery is a delivery waiting for a session's relay to end.
@@ -149,33 +157,7 @@ func (s *sess) deliverVia(msg *session.Message, qos byte, retain bool, subIDs []
 		s.mu.Unlock()
 		return false
 	}
-	if s.relay != nil {
-		relay := s.relay
-		s.mu.Unlock()
-		var sm *SharedMatch
-		if shared != nil {
-			sm = &SharedMatch{Group: shared.group, Filter: shared.inner}
-		}
-		relay(msg, sm)
-		return true
-	}
-	if ec != nil && shared == nil && !relayed {
-		if s.holding {
-			if !s.dupLocked(msg, now, false) {
-				if ec != nil {
-					msg = ec.keep()
-				}
-				s.held = append(s.held, heldDelivery{msg: msg, qos: qos, retain: retain, subIDs: slices.Clone(subIDs)})
-			}
-			s.mu.Unlock()
-			return true
-		}
-		if s.dupLocked(msg, now, true) {
-			s.mu.Unlock()
-			return true // taken already
-		}
-	}
-	if s.authz != nil {
+	if s.relay == nil && s.authz != nil {
 		info, az := s.info, s.authz
 		s.mu.Unlock()
 		// [acl] read access is checked on delivery, outside the lock
@@ -186,6 +168,32 @@ func (s *sess) deliverVia(msg *session.Message, qos byte, retain bool, subIDs []
 		if s.gone {
 			s.mu.Unlock()
 			return false
+		}
+	}
+	// from here on in one hold of s.mu: relayed, held, or recorded as
+	// seen and queued together, so that a snapshot (Handover) never
+	// names a message as seen that it does not hold
+	if s.relay != nil {
+		relay := s.relay
+		s.mu.Unlock()
+		var sm *SharedMatch
+		if shared != nil {
+			sm = &SharedMatch{Group: shared.group, Filter: shared.inner}
+		}
+		relay(msg, sm)
+		return true
+	}
+	if ec != nil && shared == nil {
+		if s.holding && !relayed {
+			if !s.dupLocked(msg, now, false) {
+				s.held = append(s.held, heldDelivery{msg: ec.keep(), qos: qos, retain: retain, subIDs: slices.Clone(subIDs)})
+			}
+			s.mu.Unlock()
+			return true
+		}
+		if s.dupLocked(msg, now, true) {
+			s.mu.Unlock()
+			return true // taken already
 		}
 	}
 	c := s.conn

@@ -109,6 +109,7 @@ func (n *Node) fetch(ctx context.Context, from, clientID string, epoch uint64) e
 	n.mu.Lock()
 	if old := n.xfers[clientID]; old != nil {
 		old.fail()
+		x.relays, old.relays = old.relays, nil // still the client's
 	}
 	n.xfers[clientID] = x
 	n.mu.Unlock()
@@ -154,7 +155,11 @@ func (n *Node) receiveTransfer(l *link, m *proto.SessionTransfer) {
 		if x != nil && x.epoch == m.Epoch {
 			x.parts = nil // a transfer started again
 		} else {
-			x = &transfer{epoch: m.Epoch, done: make(chan struct{})}
+			nx := &transfer{epoch: m.Epoch, done: make(chan struct{})}
+			if x != nil {
+				nx.relays, x.relays = x.relays, nil
+			}
+			x = nx
 			n.xfers[m.ClientID] = x
 		}
 	}
@@ -174,6 +179,7 @@ func (n *Node) receiveTransfer(l *link, m *proto.SessionTransfer) {
 		if st != nil {
 			st.Seen = x.seen
 			st.Relayed = l.ver >= 2 // the sender relays (see relayer)
+			st.Epoch = m.Epoch
 			switch err := n.b.Install(st); {
 			case errors.Is(err, broker.ErrSessionOnline):
 				// it came too late: the client is connected here with a
@@ -186,7 +192,7 @@ func (n *Node) receiveTransfer(l *link, m *proto.SessionTransfer) {
 			}
 		}
 		l.send(&proto.SessionTransferAck{ClientID: m.ClientID, Epoch: m.Epoch, Code: code})
-		if st != nil && st.Relayed {
+		if st != nil && st.Relayed && code == packet.Success {
 			// the old node relays until every node forwards here
 			n.sendBarriers(m.ClientID, m.Epoch, l.peer)
 		}
@@ -212,7 +218,7 @@ func (n *Node) relayQueued(clientID string, x *transfer) {
 			ended := x.ended
 			n.mu.Unlock()
 			if ended {
-				n.b.ReleaseHeld(clientID)
+				n.b.ReleaseHeld(clientID, x.epoch)
 			}
 			return
 		}
@@ -235,10 +241,12 @@ func (n *Node) receiveSeen(m *proto.SessionSeen) {
 	case x == nil || m.Epoch > x.epoch:
 		// a transfer nobody here waits for (a node leaving pushes its
 		// sessions) starts with this
+		nx := &transfer{epoch: m.Epoch, done: make(chan struct{})}
 		if x != nil {
 			x.fail()
+			nx.relays, x.relays = x.relays, nil
 		}
-		x = &transfer{epoch: m.Epoch, done: make(chan struct{})}
+		x = nx
 		n.xfers[m.ClientID] = x
 	}
 	for _, id := range m.IDs {
@@ -267,13 +275,13 @@ func (n *Node) receiveRelay(m *proto.Relay) {
 // go, after those relayed before the end.
 func (n *Node) receiveRelayEnd(m *proto.RelayEnd) {
 	n.mu.Lock()
-	if x := n.installing[m.ClientID]; x != nil {
+	if x := n.installing[m.ClientID]; x != nil && x.epoch == m.Epoch {
 		x.ended = true
 		n.mu.Unlock()
 		return
 	}
 	n.mu.Unlock()
-	n.b.ReleaseHeld(m.ClientID)
+	n.b.ReleaseHeld(m.ClientID, m.Epoch)
 }
 
 func (n *Node) deliverRelay(m *proto.Relay) {
@@ -300,7 +308,7 @@ type relayer struct {
 	l        *link
 	clientID string
 	epoch    uint64
-	end      func() // ends the ghost (broker.Handover)
+	end      func(after func()) // ends the ghost (broker.Handover)
 	mu       sync.Mutex
 	held     []*proto.Relay
 	open     bool
@@ -327,9 +335,10 @@ func (n *Node) newRelayer(l *link, clientID string, epoch uint64) *relayer {
 	return &relayer{n: n, l: l, clientID: clientID, epoch: epoch, quit: make(chan struct{})}
 }
 
-// watch waits for the nodes linked now to pass the barrier on, then ends
-// the ghost; end is what Handover returned.
-func (r *relayer) watch(end func()) {
+// watch registers r to count the nodes linked now (those that speak
+// version 2) as they pass the new node's barrier on; end is what
+// Handover returned. arm starts the wait once the transfer is done.
+func (r *relayer) watch(end func(after func())) {
 	if r == nil {
 		return
 	}
@@ -338,7 +347,12 @@ func (r *relayer) watch(end func()) {
 	r.end = end
 	r.waiting = make(map[string]bool)
 	for _, l := range n.allLinks() {
-		r.waiting[l.peer] = true
+		if l.ver >= 2 {
+			r.waiting[l.peer] = true
+		}
+	}
+	if len(r.waiting) == 0 {
+		close(r.quit)
 	}
 	r.mu.Unlock()
 	k := ackKey{r.clientID, r.epoch}
@@ -348,6 +362,21 @@ func (r *relayer) watch(end func()) {
 	}
 	n.relayers[k] = r
 	n.mu.Unlock()
+}
+
+// arm ends the ghost once every node passed the barrier on (and
+// relayGrace), or relayGhostLife after the transfer; at once when the new
+// node did not install the session (ok false): it then takes nothing
+// relayed.
+func (r *relayer) arm(ok bool) {
+	if r == nil {
+		return
+	}
+	if !ok {
+		r.finish()
+		return
+	}
+	n := r.n
 	n.goroutine(func() {
 		t := time.NewTimer(relayGhostLife)
 		defer t.Stop()
@@ -390,19 +419,25 @@ func (r *relayer) finish() {
 	r.finished = true
 	end := r.end
 	r.mu.Unlock()
-	if end != nil {
-		end()
+	after := func() {
+		r.mu.Lock()
+		r.l.send(&proto.RelayEnd{ClientID: r.clientID, Epoch: r.epoch})
+		r.mu.Unlock()
+		k := ackKey{r.clientID, r.epoch}
+		n := r.n
+		n.mu.Lock()
+		if n.relayers[k] == r {
+			delete(n.relayers, k)
+		}
+		n.mu.Unlock()
 	}
-	r.mu.Lock()
-	r.l.send(&proto.RelayEnd{ClientID: r.clientID, Epoch: r.epoch})
-	r.mu.Unlock()
-	k := ackKey{r.clientID, r.epoch}
-	n := r.n
-	n.mu.Lock()
-	if n.relayers[k] == r {
-		delete(n.relayers, k)
+	if end == nil {
+		after()
+		return
 	}
-	n.mu.Unlock()
+	// after the ghost ends (later when it still passes on the relay
+	// from the node its session came from)
+	end(after)
 }
 
 // receiveBarrier handles the barrier the new node of a session sends
@@ -529,21 +564,27 @@ func (n *Node) handOver(peer, clientID string, epoch uint64) {
 	if st != nil && !sendSeen(l, clientID, epoch, st) {
 		n.dropAck(ackKey{clientID, epoch})
 		done(false)
+		r.arm(false)
 		return
 	}
 	for _, p := range transferParts(clientID, epoch, st) {
 		if !l.send(p) {
 			n.dropAck(ackKey{clientID, epoch})
 			done(false)
+			if st != nil {
+				r.arm(false)
+			}
 			return
 		}
 	}
 	r.start()
 	t := time.NewTimer(handoverTimeout)
 	defer t.Stop()
+	installed := false
 	select {
 	case code := <-ch:
 		done(!code.IsError() || code == packet.SessionTakenOver)
+		installed = !code.IsError()
 		if code.IsError() && code != packet.SessionTakenOver {
 			n.log.Warn("cluster: session handover refused", "client_id", clientID, "peer", peer, "code", code)
 		}
@@ -555,6 +596,9 @@ func (n *Node) handOver(peer, clientID string, epoch uint64) {
 		done(false)
 	case <-n.quit:
 		done(false)
+	}
+	if st != nil {
+		r.arm(installed)
 	}
 }
 
@@ -651,6 +695,7 @@ func (n *Node) pushSession(ctx context.Context, clientID string) error {
 	}
 	if prev.Node != "" && prev.Node != n.name {
 		done(true) // claimed elsewhere meanwhile: this copy is stale
+		end(nil)
 		return nil
 	}
 	if r != nil {
@@ -661,12 +706,14 @@ func (n *Node) pushSession(ctx context.Context, clientID string) error {
 	if !sendSeen(l, clientID, epoch, st) {
 		n.dropAck(ackKey{clientID, epoch})
 		done(false)
+		r.arm(false)
 		return errLinkDown
 	}
 	for _, p := range transferParts(clientID, epoch, st) {
 		if !l.send(p) {
 			n.dropAck(ackKey{clientID, epoch})
 			done(false)
+			r.arm(false)
 			return errLinkDown
 		}
 	}
@@ -674,15 +721,18 @@ func (n *Node) pushSession(ctx context.Context, clientID string) error {
 	select {
 	case code := <-ch:
 		done(!code.IsError() || code == packet.SessionTakenOver)
+		r.arm(!code.IsError())
 		if code.IsError() && code != packet.SessionTakenOver {
 			return code
 		}
 		return nil
 	case <-l.done:
 		done(false)
+		r.arm(false)
 		return errLinkDown
 	case <-ctx.Done():
 		done(false)
+		r.arm(false)
 		return ctx.Err()
 	}
 }
