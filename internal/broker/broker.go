@@ -209,7 +209,7 @@ func New(o Options) *Broker {
 	}
 	b.scratch.New = func() any { return newMatchScratch() }
 	for b.msgNode == 0 {
-		b.msgNode = rand.Uint64()
+		b.msgNode = uint64(rand.Uint32()) // 32 bits: 5 bytes on the wire, unique enough among a cluster's nodes
 	}
 	b.wg.Add(1)
 	go b.janitor()
