@@ -416,13 +416,6 @@ func (b *Broker) sweepGhosts(now time.Time) {
 	}
 }
 
-// GhostCount is the number of handed-over sessions still relaying.
-func (b *Broker) GhostCount() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.ghosts)
-}
-
 // DeliverRelayed delivers msg, relayed by the ghost of clientID on another
 // node (see Handover), to the session of clientID here through its
 // subscriptions that match (shared: the shared subscription it was chosen
